@@ -1,0 +1,16 @@
+"""The `ethsft` command: a thin click group over the modules that do the work."""
+
+from __future__ import annotations
+
+import click
+
+from .train import main as train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="ethsft")
+def cli():
+    """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
+
+
+cli.add_command(train)

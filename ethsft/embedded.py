@@ -1,0 +1,116 @@
+"""The embedded default: a small Mistral-architecture model with random weights and the real
+Mistral-7B-Instruct tokenizer, built offline (no hub, no GPU).
+
+``base_model: embedded:tiny-mistral`` in a config resolves here; every other name goes to
+``from_pretrained`` unchanged, so the demo and a 7B run share one code path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+EMBEDDED_PREFIX = "embedded:"
+TINY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=192,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
+# Mistral-7B-Instruct-v0.2's shape, for GPU benchmarks with random weights.
+MISTRAL_7B_SHAPE = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=32768,
+    rope_theta=1e6,
+)
+SHAPES = {"tiny-mistral": TINY_SHAPE, "mistral-7b": MISTRAL_7B_SHAPE}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ETHSFT_CACHE", Path.home() / ".cache" / "ethsft"))
+
+
+def is_embedded(name: str) -> bool:
+    return str(name).startswith(EMBEDDED_PREFIX)
+
+
+def resolve(name: str) -> str:
+    """Path for ``embedded:<shape>`` (built once, then cached); any other name is returned as is."""
+    if not is_embedded(name):
+        return name
+    shape = name[len(EMBEDDED_PREFIX):]
+    if shape not in SHAPES:
+        raise ValueError(f"unknown embedded model {name!r}; choose one of: "
+                         + ", ".join(EMBEDDED_PREFIX + s for s in SHAPES))
+    target = cache_root() / "models" / shape
+    if not (target / "config.json").exists():
+        build_model(target, shape)
+    return str(target)
+
+
+def mistral_tokenizer_source() -> Path:
+    """mistral-common's copy of the Mistral-7B-Instruct v0.1/v0.2 sentencepiece model."""
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    return Path(MistralTokenizer._data_path()) / "tokenizer.model.v1"
+
+
+def build_tokenizer(target: Path | None = None):
+    """A fast HF tokenizer converted from mistral-common's ``tokenizer.model.v1``, with the chat template."""
+    from transformers import LlamaTokenizer
+
+    from .formatting import load_template
+
+    target = Path(target or cache_root() / "tokenizer-mistral-v1")
+    if (target / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(mistral_tokenizer_source(), Path(tmp) / "tokenizer.model")
+        tok = LlamaTokenizer.from_pretrained(tmp, legacy=False, add_bos_token=True, add_eos_token=False)
+    tok.chat_template = load_template("mistral_instruct")
+    _atomic_save(target, tok.save_pretrained)
+    return tok
+
+
+def build_model(target: Path, shape: str = "tiny-mistral", seed: int = 0) -> Path:
+    """Save a randomly initialised Mistral model of ``shape`` plus the tokenizer to ``target``."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = build_tokenizer()
+    config = MistralConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           tie_word_embeddings=False, **SHAPES[shape])
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(config).to(torch.bfloat16)
+
+    def save(tmp: str) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    _atomic_save(Path(target), save)
+    return Path(target)
+
+
+def _atomic_save(target: Path, save) -> None:
+    """Write into a temporary sibling folder and rename it into place: a killed build leaves nothing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        save(str(tmp))
+        if target.exists():  # another process won the race
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

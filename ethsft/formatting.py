@@ -1,0 +1,111 @@
+"""Formatters: instruction records -> what TRL's SFTTrainer and the Mistral chat template consume.
+
+A record is ``{"instruction": str, "input": str, "output": str}``. These functions are public API:
+other TRL projects import them directly::
+
+    from ethsft import to_prompt_completion
+    train = dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
+    SFTTrainer(model, args=SFTConfig(...), train_dataset=train, processing_class=tokenizer)
+
+Each turn is stripped of surrounding whitespace: the HF tokenizer and mistral-common split boundary
+spaces differently otherwise, and the rendered ids must equal mistral-common's reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+REQUIRED_FIELDS = ("instruction", "input", "output")
+
+
+def load_template(name: str = "mistral_instruct") -> str:
+    """The packaged Jinja chat template ``name`` (``mistral_instruct`` or ``mistral_instruct_training``)."""
+    return resources.files("ethsft.templates").joinpath(f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def user_text(record: dict[str, Any]) -> str:
+    """The user turn: the instruction, a blank line, then the input (when there is one)."""
+    instruction = str(record["instruction"]).strip()
+    data = str(record.get("input") or "").strip()
+    return f"{instruction}\n\n{data}" if data else instruction
+
+
+def prompt_messages(record: dict[str, Any], system: str | None = None) -> list[dict[str, str]]:
+    """The prompt side as chat messages: an optional system message, then the user turn."""
+    messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
+    messages.append({"role": "user", "content": user_text(record)})
+    return messages
+
+
+def to_prompt_completion(record: dict[str, Any], system: str | None = None) -> dict[str, list[dict[str, str]]]:
+    """TRL's conversational prompt/completion form: loss falls on the completion (answer + EOS) only."""
+    return {
+        "prompt": prompt_messages(record, system),
+        "completion": [{"role": "assistant", "content": str(record["output"]).strip()}],
+    }
+
+
+def to_messages(record: dict[str, Any], system: str | None = None) -> dict[str, list[dict[str, str]]]:
+    """TRL's conversational language-modeling form (``messages``), for ``assistant_only_loss`` training."""
+    pc = to_prompt_completion(record, system)
+    return {"messages": pc["prompt"] + pc["completion"]}
+
+
+def to_text(record: dict[str, Any], tokenizer, system: str | None = None) -> str:
+    """A ``formatting_func``-style renderer: the whole exchange as one string in the chat template.
+
+    The leading BOS is left out because the tokenizer adds it when it tokenizes plain text; TRL's
+    language-modeling path trains on every token of this text, prompt included.
+    """
+    text = tokenizer.apply_chat_template(to_messages(record, system)["messages"], tokenize=False)
+    bos = tokenizer.bos_token or ""
+    if bos and getattr(tokenizer, "add_bos_token", True) and text.startswith(bos):
+        text = text[len(bos):]
+    return text
+
+
+@dataclass
+class RenderedRecord:
+    """A record exactly as the model sees it in training."""
+
+    text: str
+    input_ids: list[int]
+    labels: list[int]  # -100 where no loss falls
+
+    @property
+    def loss_mask(self) -> list[bool]:
+        return [label != -100 for label in self.labels]
+
+    def pretty(self, tokenizer) -> str:
+        """One line per token: id, piece, and whether the loss falls on it."""
+        rows = [f"{self.text!r}", "", f"{'idx':>5} {'id':>6}  loss  piece"]
+        for i, (tok, trained) in enumerate(zip(self.input_ids, self.loss_mask)):
+            piece = tokenizer.convert_ids_to_tokens(tok)
+            rows.append(f"{i:>5} {tok:>6}  {'  x ' if trained else '    '}  {piece!r}")
+        return "\n".join(rows)
+
+
+def render(record: dict[str, Any], tokenizer, system: str | None = None) -> RenderedRecord:
+    """Show ``record`` as training sees it: the same prompt/completion split TRL makes.
+
+    The prompt is rendered with ``add_generation_prompt=True`` and the full exchange after it; the
+    tokens past the common prefix are the completion, the only ones with labels.
+    """
+    pc = to_prompt_completion(record, system)
+    prompt_ids = _ids(tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=True))
+    full_ids = _ids(tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=True))
+    n = 0
+    while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
+        n += 1
+    labels = [-100] * n + full_ids[n:]
+    text = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)
+    return RenderedRecord(text=text, input_ids=full_ids, labels=labels)
+
+
+def _ids(encoded) -> list[int]:
+    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True)
+    if isinstance(encoded, dict) or hasattr(encoded, "keys"):
+        encoded = encoded["input_ids"]
+    return list(encoded)

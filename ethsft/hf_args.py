@@ -1,0 +1,156 @@
+"""Settings -> the Hugging Face objects a run uses: BitsAndBytesConfig, LoraConfig, SFTConfig.
+
+Kept free of model loading so ``--dry-run`` can print all three without touching a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import Settings, notice
+
+
+@dataclass
+class Precision:
+    bf16: bool
+    fp16: bool
+    compute_dtype: torch.dtype
+    note: str | None = None
+
+
+def resolve_precision(s: Settings) -> Precision:
+    """bf16 where the GPU supports it, else fp16 with a notice; fp32 training on CPU."""
+    wanted = getattr(torch, s.quantization.bnb_4bit_compute_dtype)
+    if not torch.cuda.is_available():
+        # CPU: autocast mixed precision is slower than fp32 for these small matmuls; 4-bit compute stays as set.
+        note = "no CUDA GPU: training in float32 on CPU" if (s.optimization.bf16 or s.optimization.fp16) else None
+        return Precision(False, False, wanted, note)
+    if s.optimization.bf16 and not torch.cuda.is_bf16_supported():
+        return Precision(False, True, torch.float16,
+                         f"{torch.cuda.get_device_name(0)} has no bfloat16: using float16 (optimization.fp16)")
+    if wanted == torch.bfloat16 and s.optimization.fp16:
+        wanted = torch.float16
+    return Precision(s.optimization.bf16, s.optimization.fp16, wanted)
+
+
+def bnb_config(s: Settings, precision: Precision | None = None):
+    from transformers import BitsAndBytesConfig
+
+    q = s.quantization
+    if not q.load_in_4bit:
+        return None
+    precision = precision or resolve_precision(s)
+    storage = getattr(torch, q.bnb_4bit_quant_storage) if q.bnb_4bit_quant_storage else torch.uint8
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_compute_dtype=precision.compute_dtype,
+        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
+        bnb_4bit_quant_storage=storage,
+    )
+
+
+def lora_config(s: Settings):
+    from peft import LoraConfig
+
+    lo = s.lora
+    return LoraConfig(
+        r=lo.r,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=lo.target_modules,
+        bias=lo.bias,
+        task_type=lo.task_type,
+        use_dora=lo.use_dora,
+        use_rslora=lo.use_rslora,
+    )
+
+
+def sft_config(s: Settings, precision: Precision | None = None, **extra):
+    """The SFTConfig for ``s``. ``extra`` carries launcher-owned fields (``deepspeed``)."""
+    from trl import SFTConfig
+
+    precision = precision or resolve_precision(s)
+    t, lg, o, d = s.training, s.logging, s.optimization, s.data
+    report_to = lg.report_to if isinstance(lg.report_to, list) else [lg.report_to]
+    optim = o.optim
+    if not torch.cuda.is_available() and optim.startswith("paged_"):
+        # paged optimizers page optimizer state through CUDA unified memory; on CPU there is nothing to page.
+        optim = optim.replace("paged_", "", 1).replace("adamw_32bit", "adamw_torch").replace("adamw_8bit", "adamw_torch")
+    return SFTConfig(
+        output_dir=t.output_dir,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        seed=t.seed,
+        data_seed=t.seed,
+        max_length=d.max_length,
+        dataset_text_field=d.dataset_text_field,
+        packing=d.packing,
+        completion_only_loss=None,  # prompt/completion data: loss on the completion only
+        gradient_checkpointing=o.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if o.gradient_checkpointing else None,
+        optim=optim,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_liger_kernel=o.use_liger_kernel,
+        logging_steps=lg.logging_steps,
+        save_strategy=lg.save_strategy,
+        save_steps=lg.save_steps,
+        eval_strategy=lg.eval_strategy,
+        eval_steps=lg.eval_steps,
+        save_total_limit=lg.save_total_limit,
+        load_best_model_at_end=lg.load_best_model_at_end,
+        metric_for_best_model=lg.metric_for_best_model,
+        greater_is_better=not lg.metric_for_best_model.endswith("loss"),
+        report_to=[r for r in report_to if r != "none"] or "none",
+        run_name=_run_name(t.output_dir),
+        include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **extra,
+    )
+
+
+def _run_name(output_dir: str) -> str:
+    from pathlib import Path
+
+    return Path(output_dir).resolve().name
+
+
+def describe(s: Settings) -> str:
+    """The fully resolved settings, as ``--dry-run`` prints them."""
+    from .config import dump_yaml
+
+    precision = resolve_precision(s)
+    if precision.note:
+        notice(precision.note)
+    parts = ["# ethsft settings (defaults < YAML < command line)", dump_yaml(s).rstrip(), "",
+             "# BitsAndBytesConfig", repr(bnb_config(s, precision)), "",
+             "# LoraConfig", repr(lora_config(s)), "",
+             "# SFTConfig", _sft_summary(sft_config(s, precision))]
+    return "\n".join(parts)
+
+
+def _sft_summary(cfg) -> str:
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    defaults = TrainingArguments(output_dir=cfg.output_dir)
+    lines = []
+    for f in fields(cfg):
+        if f.name.startswith("_"):
+            continue
+        value = getattr(cfg, f.name)
+        if not hasattr(defaults, f.name) or value != getattr(defaults, f.name) or f.name in ("output_dir", "max_length"):
+            lines.append(f"{f.name}: {value!r}")
+    return "SFTConfig(non-default fields)\n  " + "\n  ".join(lines)

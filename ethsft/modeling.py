@@ -1,0 +1,98 @@
+"""Loading the tokenizer and the (4-bit) base model, on whichever device this process owns."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from . import embedded
+from .config import ConfigError, Settings, notice
+from .formatting import load_template
+from .hf_args import Precision, bnb_config, resolve_precision
+
+
+def model_source(s: Settings) -> str:
+    """A local path or hub id for ``model.base_model``; a missing local path is an error here, not at load."""
+    name = embedded.resolve(s.model.base_model)
+    # hub ids are "org/name"; anything else path-like is a local folder
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
+    if looks_local and not Path(name).expanduser().exists():
+        raise ConfigError(f"model.base_model: local path does not exist: {name}")
+    return str(Path(name).expanduser()) if looks_local else name
+
+
+def load_tokenizer(s: Settings, source: str | None = None):
+    from transformers import AutoTokenizer
+
+    source = source or model_source(s)
+    tok = AutoTokenizer.from_pretrained(source, cache_dir=s.model.cache_dir, revision=s.model.revision,
+                                        trust_remote_code=s.model.trust_remote_code)
+    choice = s.model.chat_template
+    if choice == "mistral" or (choice == "auto" and not tok.chat_template):
+        if choice == "auto":
+            notice(f"{source} has no chat template: using ethsft's packaged Mistral-Instruct template")
+        tok.chat_template = load_template("mistral_instruct")
+    elif choice not in ("auto", "mistral"):
+        path = Path(choice)
+        if not path.is_file():
+            raise ConfigError(f"model.chat_template: file not found: {choice}")
+        tok.chat_template = path.read_text(encoding="utf-8")
+    if tok.pad_token is None:
+        # Mistral has no pad token; padding positions are masked out of attention and loss anyway.
+        tok.pad_token = tok.unk_token or tok.eos_token
+    return tok
+
+
+def resolve_attention(requested: str) -> str:
+    """The attention kernel to ask transformers for; a missing package falls back to sdpa with a notice."""
+    needs = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+    if requested in needs and importlib.util.find_spec(needs[requested]) is None:
+        notice(f"model.attn_implementation={requested} needs the {needs[requested]} package, which is not "
+               "installed: falling back to sdpa")
+        return "sdpa"
+    if requested.startswith("flash_attention") and not torch.cuda.is_available():
+        notice(f"model.attn_implementation={requested} needs a CUDA GPU: falling back to sdpa")
+        return "sdpa"
+    return requested
+
+
+def device_map() -> dict | None:
+    """Each process loads the whole (4-bit) model on its own GPU: data parallelism, not model sharding."""
+    if not torch.cuda.is_available():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
+def load_model(s: Settings, precision: Precision | None = None, source: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    precision = precision or resolve_precision(s)
+    source = source or model_source(s)
+    quant = bnb_config(s, precision)
+    dtype = precision.compute_dtype if torch.cuda.is_available() else torch.float32
+    if quant is not None and s.quantization.bnb_4bit_quant_storage:
+        dtype = quant.bnb_4bit_quant_storage  # ZeRO-3 shards 4-bit weights stored in this dtype
+    model = AutoModelForCausalLM.from_pretrained(
+        source,
+        cache_dir=s.model.cache_dir,
+        revision=s.model.revision,
+        quantization_config=quant,
+        dtype=dtype,
+        attn_implementation=resolve_attention(s.model.attn_implementation),
+        device_map=device_map(),
+        trust_remote_code=s.model.trust_remote_code,
+        use_safetensors=True,
+    )
+    model.config.use_cache = False  # the KV cache is useless in training and costs memory
+    return model
+
+
+def memory_gb() -> float | None:
+    """Memory the process holds on its GPU now, in GB (None on CPU)."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.memory_allocated() / 2**30

@@ -1,0 +1,248 @@
+"""QLoRA SFT entry point. One module for every launcher:
+
+    ethsft train --config configs/training_config.yaml --dataset data/datasets/ --output models/run1
+    python -m ethsft.train --config ...                                  # same flags
+    accelerate launch --config_file launch/zero2.yaml -m ethsft.train --config ...
+    deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, Settings, load_settings
+from .data import DataError
+from .reporting import LOG_FILE, PLOT_FILE, SUMMARY_FILE, ProgressBar, ProgressReporter, fmt_duration, say
+
+# Guide flag -> schema key. Everything else goes through --set section.key=value.
+FLAG_KEYS = {
+    "dataset": "data.dataset_dir",
+    "output": "training.output_dir",
+    "base_model": "model.base_model",
+    "num_epochs": "training.num_train_epochs",
+    "learning_rate": "training.learning_rate",
+    "batch_size": "training.per_device_train_batch_size",
+    "gradient_accumulation": "training.gradient_accumulation_steps",
+}
+
+
+def train_options(f):
+    """The guide's flags, shared by `ethsft train` and `python -m ethsft.train`."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="YAML config (sections model, lora, quantization, training, data, optimization, logging)."),
+        click.option("--dataset", default=None, help="Folder with train.jsonl, validation.jsonl[, test.jsonl]."),
+        click.option("--output", default=None, help="Output folder for checkpoints, adapter, logs."),
+        click.option("--base-model", default=None, help="Hub id or local path of the base model."),
+        click.option("--num-epochs", type=float, default=None),
+        click.option("--learning-rate", type=float, default=None),
+        click.option("--batch-size", type=int, default=None, help="Micro batch per device."),
+        click.option("--gradient-accumulation", type=int, default=None),
+        click.option("--resume-from-checkpoint", default=None,
+                     help="A checkpoint folder, or 'latest' for the newest complete one in --output."),
+        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override any config key, e.g. --set lora.r=32 (repeatable)."),
+        click.option("--overwrite", is_flag=True, help="Train into an output folder that holds a finished run."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
+        click.option("--deepspeed", "deepspeed_config", default=None,
+                     help="DeepSpeed JSON (set by the `deepspeed` launcher; accelerate users pass a launch config)."),
+        click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
+    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
+    if overwrite:
+        overrides["training.overwrite"] = True
+    return load_settings(config_path, overrides, sets)
+
+
+@dataclass
+class Prepared:
+    """Everything `run` needs after the stages before training."""
+
+    trainer: object
+    out: Path
+    log_path: Path | None
+    is_main: bool
+    records: dict
+    lengths: list
+    memory_after_load_gb: float | None
+    resume: Path | None
+    started: float
+
+
+def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
+                  deepspeed_config: str | None = None) -> Prepared:
+    """Seed, output folder, data, tokenizer, 4-bit model, SFTTrainer with LoRA: every stage before training."""
+    import datasets
+    import torch
+    from accelerate import PartialState
+    from transformers import EarlyStoppingCallback, set_seed
+    from transformers.trainer_callback import ProgressCallback
+    from trl import SFTTrainer
+
+    from .data import read_records, split_paths, tokenize_split
+    from .hf_args import lora_config, resolve_precision, sft_config
+    from .modeling import load_model, load_tokenizer, memory_gb, model_source
+    from .outputs import check_output_dir, find_resume_checkpoint
+
+    # --- seed, output folder, resume point -------------------------------------------------------------
+    started = time.time()
+    state = PartialState()
+    is_main = state.is_main_process
+    set_seed(s.training.seed)
+    out = Path(s.training.output_dir)
+    resume = find_resume_checkpoint(out, resume_from_checkpoint)
+    if is_main:
+        check_output_dir(out, overwrite=s.training.overwrite, resuming=resume is not None)
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    log_path = out / LOG_FILE if is_main else None
+    precision = resolve_precision(s)
+    if precision.note:
+        say(f"Note: {precision.note}", log_path, is_main)
+
+    # --- data ------------------------------------------------------------------------------------------
+    source = model_source(s)
+    paths = split_paths(s.data.dataset_dir)
+    tokenizer = load_tokenizer(s, source)
+    say("\nLoading dataset...", log_path, is_main)
+    datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
+    records = {name: read_records(path) for name, path in paths.items()}
+    for name in ("train", "validation", "test"):
+        if name in records:
+            say(f"{name.capitalize()} samples: {len(records[name])}", log_path, is_main)
+    tokenized = {name: tokenize_split(records[name], tokenizer, s.data.max_length, s.data.overlong,
+                                      s.data.system_prompt, name)
+                 for name in ("train", "validation") if name in records}
+    for _, report in tokenized.values():
+        if report.message():
+            say(f"Warning: {report.message()}", log_path, is_main)
+    train_ds = tokenized["train"][0]
+    eval_ds = tokenized["validation"][0] if "validation" in tokenized else None
+
+    # --- model -----------------------------------------------------------------------------------------
+    say(f"\nLoading base model: {s.model.base_model}", log_path, is_main)
+    if s.quantization.load_in_4bit:
+        say(f"Applying 4-bit quantization ({s.quantization.bnb_4bit_quant_type}, "
+            f"double quant {'on' if s.quantization.bnb_4bit_use_double_quant else 'off'})...", log_path, is_main)
+    model = load_model(s, precision, source)
+    loaded = memory_gb()
+    footprint = model.get_memory_footprint() / 2**30
+    say(f"Model loaded: {loaded:.1f}GB VRAM" if loaded is not None else f"Model loaded: {footprint:.2f}GB (CPU)",
+        log_path, is_main)
+
+    # --- trainer ---------------------------------------------------------------------------------------
+    extra = {"deepspeed": deepspeed_config} if deepspeed_config else {}
+    args = sft_config(s, precision, **extra)
+    if eval_ds is None:
+        args.eval_strategy = "no"
+        args.load_best_model_at_end = False
+    callbacks = [ProgressReporter(log_path)] if is_main else []
+    if s.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.training.early_stopping_patience))
+    say("\nInitializing LoRA adapters...", log_path, is_main)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
+    trainer.remove_callback(ProgressCallback)
+    if is_main:
+        trainer.add_callback(ProgressBar)
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
+    world = state.num_processes
+    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
+    say(f"Effective batch: {micro} (micro) x {accum} (accumulation) x {world} (processes) = {micro * accum * world}",
+        log_path, is_main)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
+                    resume, started)
+
+
+def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None) -> dict:
+    """Train one QLoRA adapter as ``s`` says; returns the run summary."""
+    from .reporting import peak_vram_gb, plot_losses, write_json_atomic
+
+    p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
+    trainer, out, log_path, is_main = p.trainer, p.out, p.log_path, p.is_main
+
+    # --- train -----------------------------------------------------------------------------------------
+    say("\nStarting training..." if p.resume is None else f"\nResuming training from {p.resume}...", log_path, is_main)
+    result = trainer.train(resume_from_checkpoint=str(p.resume) if p.resume else None)
+
+    # --- save, evaluate, report ------------------------------------------------------------------------
+    trainer.save_model(str(out))  # adapter (safetensors) + tokenizer; under ZeRO-3 gathered from all ranks
+    final_eval = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    elapsed = time.time() - p.started
+    peak = peak_vram_gb()
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    world = trainer.accelerator.num_processes
+    runtime = result.metrics.get("train_runtime")
+    summary = {
+        "base_model": s.model.base_model,
+        "output_dir": str(out),
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": result.training_loss,
+        "final_eval_loss": final_eval.get("eval_loss"),
+        "samples": {k: len(v) for k, v in p.records.items()},
+        "overlong_samples": {r.split: r.overlong for r in p.lengths},
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "memory_after_load_gb": p.memory_after_load_gb,
+        "peak_vram_gb": peak,
+        "num_processes": world,
+        "effective_batch": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * world,
+        "train_tokens": trainer.state.num_input_tokens_seen,
+        "train_runtime_s": runtime,
+        "train_tokens_per_s": trainer.state.num_input_tokens_seen / runtime if runtime else None,
+        "total_time_s": elapsed,
+        "resumed_from": str(p.resume) if p.resume else None,
+        "log_history": trainer.state.log_history,
+        "settings": s.to_dict(),
+    }
+    if is_main:
+        say("\nTraining complete!", log_path)
+        say(f"Total time: {fmt_duration(elapsed)}", log_path)
+        say(f"Peak VRAM: {peak:.1f}GB" if peak is not None else "Peak VRAM: n/a (CPU run)", log_path)
+        if final_eval:
+            say(f"Final validation loss: {final_eval['eval_loss']:.4f}", log_path)
+        plot = plot_losses(trainer.state.log_history, out / PLOT_FILE)
+        write_json_atomic(out / SUMMARY_FILE, summary)
+        say(f"\nModel saved to: {out}/", log_path)
+        if plot:
+            say(f"Loss curves: {plot}", log_path)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+@click.command("train")
+@train_options
+def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, local_rank, **flags):
+    """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
+    from .hf_args import describe
+
+    try:
+        settings = settings_from_cli(config_path, sets, overwrite, **flags)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    if dry_run:
+        click.echo(describe(settings))
+        return
+    try:
+        run(settings, resume_from_checkpoint, deepspeed_config)
+    except (ConfigError, DataError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+if __name__ == "__main__":
+    main()
