@@ -64,22 +64,40 @@ def mistral_tokenizer_source() -> Path:
 
 
 def build_tokenizer(target: Path | None = None):
-    """A fast HF tokenizer converted from mistral-common's ``tokenizer.model.v1``, with the chat template."""
-    from transformers import LlamaTokenizer
+    """A fast HF tokenizer converted from mistral-common's ``tokenizer.model.v1``, with the chat template.
+
+    transformers' converter orders the BPE merges differently from sentencepiece's piece scores, which
+    splits runs of spaces differently ("x  y"). The merges are re-ranked by score, as in the hub's
+    Mistral-7B-Instruct tokenizer.json, so ids equal sentencepiece's (and mistral-common's).
+    """
+    from transformers import AutoTokenizer, LlamaTokenizer
 
     from .formatting import load_template
 
     target = Path(target or cache_root() / "tokenizer-mistral-v1")
-    if (target / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
+    if not (target / "tokenizer.json").exists():
+        def save(tmp: str) -> None:
+            with tempfile.TemporaryDirectory() as src:
+                shutil.copy(mistral_tokenizer_source(), Path(src) / "tokenizer.model")
+                tok = LlamaTokenizer.from_pretrained(src, legacy=False, add_bos_token=True, add_eos_token=False)
+            tok.chat_template = load_template("mistral_instruct")
+            tok.save_pretrained(tmp)
+            _rank_merges_by_score(Path(tmp) / "tokenizer.json")
 
-        return AutoTokenizer.from_pretrained(target)
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(mistral_tokenizer_source(), Path(tmp) / "tokenizer.model")
-        tok = LlamaTokenizer.from_pretrained(tmp, legacy=False, add_bos_token=True, add_eos_token=False)
-    tok.chat_template = load_template("mistral_instruct")
-    _atomic_save(target, tok.save_pretrained)
-    return tok
+        _atomic_save(target, save)
+    return AutoTokenizer.from_pretrained(target)
+
+
+def _rank_merges_by_score(tokenizer_json: Path) -> None:
+    import json
+
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(mistral_tokenizer_source()))
+    score = {sp.id_to_piece(i): sp.get_score(i) for i in range(sp.get_piece_size())}
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    data["model"]["merges"].sort(key=lambda pair: -score.get(pair[0] + pair[1], float("-inf")))
+    tokenizer_json.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def build_model(target: Path, shape: str = "tiny-mistral", seed: int = 0) -> Path:

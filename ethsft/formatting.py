@@ -61,7 +61,8 @@ def to_text(record: dict[str, Any], tokenizer, system: str | None = None) -> str
     """
     text = tokenizer.apply_chat_template(to_messages(record, system)["messages"], tokenize=False)
     bos = tokenizer.bos_token or ""
-    if bos and getattr(tokenizer, "add_bos_token", True) and text.startswith(bos):
+    adds_bos = bos and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]
+    if adds_bos and text.startswith(bos):
         text = text[len(bos):]
     return text
 

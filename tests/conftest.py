@@ -1,0 +1,70 @@
+"""Shared fixtures: everything is built locally (tiny model, real Mistral tokenizer, data): no downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ethsft_cache(tmp_path_factory):
+    """One cache for the session, so the tiny model and tokenizer are built once."""
+    cache = os.environ.get("ETHSFT_TEST_CACHE") or str(tmp_path_factory.mktemp("ethsft-cache"))
+    os.environ["ETHSFT_CACHE"] = cache
+    return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(ethsft_cache):
+    from ethsft.embedded import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(ethsft_cache):
+    from ethsft.embedded import resolve
+
+    return resolve("embedded:tiny-mistral")
+
+
+def make_record(rng: random.Random) -> dict:
+    action = rng.choice(["transfer", "swap", "approve", "wrap"])
+    tx = {"from": "0x%040x" % rng.getrandbits(160), "to": "0x%040x" % rng.getrandbits(160),
+          "value": str(rng.randint(0, 10**6) / 1000), "function": action}
+    return {"instruction": INSTRUCTION, "input": json.dumps(tx, separators=(",", ":")),
+            "output": json.dumps({"action": action, "status": "success"}, separators=(",", ":"))}
+
+
+def write_split(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+@pytest.fixture
+def small_dataset(tmp_path) -> Path:
+    """train/validation/test.jsonl with 16/8/4 short records."""
+    rng = random.Random(0)
+    root = tmp_path / "datasets"
+    root.mkdir()
+    for split, n in (("train", 16), ("validation", 8), ("test", 4)):
+        write_split(root / f"{split}.jsonl", [make_record(rng) for _ in range(n)])
+    return root
+
+
+def tiny_settings(dataset: Path, output: Path, *sets: str):
+    """The tiny CPU preset pointed at ``dataset``/``output``, with a few fast-test overrides."""
+    from ethsft.config import load_settings
+
+    return load_settings(REPO / "configs" / "tiny_cpu.yaml",
+                         {"data.dataset_dir": str(dataset), "training.output_dir": str(output)},
+                         ["training.num_train_epochs=1", "training.per_device_train_batch_size=4",
+                          "logging.logging_steps=1", "logging.eval_steps=2", "logging.save_steps=2", *sets])
