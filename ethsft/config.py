@@ -40,6 +40,8 @@ logging
   logging_steps [10], save_strategy [steps], save_steps [500], eval_strategy [steps], eval_steps [500],
   save_total_limit [3], load_best_model_at_end [True], metric_for_best_model [eval_loss],
   report_to [none] (none | tensorboard | wandb | mlflow, or a list)
+  eval_accuracy_samples [0]       at each evaluation, generate on this many validation records (a fixed
+                                  subset) and log intent accuracy beside eval_loss; 0 turns it off
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class LoggingArgs:
     load_best_model_at_end: bool = True
     metric_for_best_model: str = "eval_loss"
     report_to: list[str] | str = "none"
+    eval_accuracy_samples: int = 0
 
 
 @dataclass
