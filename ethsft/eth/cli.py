@@ -1,0 +1,54 @@
+"""Click commands ``prepare`` and ``synth`` (registered in the main ``ethsft`` group)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="decoded.csv / .jsonl / .parquet (ethereum-etl column names).")
+@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for train/validation/test.jsonl, rejects.jsonl, prepare_summary.json.")
+@click.option("--split", nargs=3, type=float, default=(0.7, 0.15, 0.15), show_default=True,
+              help="Train, validation and test fractions (must sum to 1).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Key of the hash-based split.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--token-stats/--no-token-stats", default=True, show_default=True,
+              help="Report prompt/completion lengths in Mistral tokens (sample of 2000 records).")
+def prepare(input_path, output_dir, split, seed, progress, token_stats):
+    """Turn transactions into an instruction dataset (train/validation/test.jsonl)."""
+    from .errors import DataError
+    from .prepare import check_split, format_summary
+    from .prepare import prepare as run
+
+    try:
+        check_split(split)
+    except DataError as e:
+        raise click.BadParameter(str(e), param_hint="--split") from None
+    try:
+        summary = run(input_path, output_dir, split=split, seed=seed, progress=progress,
+                      count_tokens=token_stats)
+    except DataError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(format_summary(summary))
+
+
+@click.command()
+@click.option("--rows", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Number of transactions to generate.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False),
+              help="Output file; the format follows the extension (.csv, .jsonl, .parquet).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(rows, output, seed):
+    """Generate a realistic synthetic decoded.csv (real tokens, selectors and calldata)."""
+    import os
+
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in (".csv", ".jsonl", ".parquet"):
+        raise click.BadParameter(f"unsupported format {ext or '(none)'!r} (use .csv, .jsonl or .parquet)",
+                                 param_hint="--output")
+    from .synth import generate_rows, write_rows
+
+    n = write_rows(output, generate_rows(rows, seed))
+    click.echo(f"wrote {n} rows to {output}")
