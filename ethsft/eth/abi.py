@@ -12,8 +12,7 @@ from functools import lru_cache
 from importlib import resources
 
 import eth_abi
-from eth_abi.codec import ABICodec
-from eth_abi.decoding import AddressDecoder
+from eth_abi.decoding import AddressDecoder, ContextFramesBytesIO
 from eth_abi.registry import BaseEquals, registry as _default_registry
 from eth_utils import function_signature_to_4byte_selector
 
@@ -26,14 +25,9 @@ class _LowerAddressDecoder(AddressDecoder):
     decoder_fn = staticmethod(lambda data: "0x" + data.hex())
 
 
-def _make_codec() -> ABICodec:
-    reg = _default_registry.copy()
-    reg.unregister_decoder("address")
-    reg.register_decoder(BaseEquals("address"), _LowerAddressDecoder, label="address")
-    return ABICodec(reg)
-
-
-_CODEC = _make_codec()
+_REGISTRY = _default_registry.copy()
+_REGISTRY.unregister_decoder("address")
+_REGISTRY.register_decoder(BaseEquals("address"), _LowerAddressDecoder, label="address")
 
 FAMILIES = (
     "erc20",
@@ -56,7 +50,7 @@ def _type_str(param: dict) -> str:
 class Function:
     """One ABI function: name, canonical signature, selector and its eth-abi types."""
 
-    __slots__ = ("family", "name", "inputs", "types", "signature", "selector")
+    __slots__ = ("family", "name", "inputs", "types", "signature", "selector", "_decoder")
 
     def __init__(self, family: str, entry: dict):
         self.family = family
@@ -65,12 +59,14 @@ class Function:
         self.types = [_type_str(p) for p in self.inputs]
         self.signature = f"{self.name}({','.join(self.types)})"
         self.selector = "0x" + function_signature_to_4byte_selector(self.signature).hex()
+        # what eth_abi's codec.decode(types, data) builds on every call, built once
+        self._decoder = _REGISTRY.get_tuple_decoder(*self.types)
 
     def decode(self, data: bytes) -> dict:
         """Decode the argument bytes (calldata after the selector) into a dict
         of named Python values (addresses lower-case str, ints, bytes, tuples as
         dicts).  Raises ``eth_abi`` decoding errors on malformed data."""
-        values = _CODEC.decode(self.types, data)
+        values = self._decoder(ContextFramesBytesIO(data))
         return {p["name"]: _named(p, v) for p, v in zip(self.inputs, values)}
 
     def encode(self, args: dict) -> bytes:

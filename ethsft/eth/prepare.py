@@ -107,7 +107,7 @@ def _fmt_missing(missing) -> str:
 def _read_csv(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # calldata can be long
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, strict=True)  # broken quoting is fatal: row boundaries are unknown
         try:
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
@@ -130,34 +130,36 @@ def _read_csv(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
         except csv.Error as e:
             raise DataError(f"{path}: row {reader.line_num}: unreadable CSV ({e})") from None
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start} of a read block)") from None
+            raise DataError(f"{path}: not UTF-8 text ({e.reason}) after row {reader.line_num}") from None
 
 
 def _read_jsonl(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
     first = True
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as e:
-                    yield line_no, None, f"record: invalid JSON ({e})"
-                    continue
-                if not isinstance(obj, dict):
-                    yield line_no, None, f"record: expected a JSON object, got {type(obj).__name__}"
-                    continue
-                missing = _missing(obj)
-                if missing:
-                    if first:  # the first record plays the header's role: structural
-                        raise DataError(f"{path}: row {line_no}: missing required column(s) {_fmt_missing(missing)}")
-                    yield line_no, None, f"record: missing required column(s) {_fmt_missing(missing)}"
-                    continue
-                first = False
-                yield line_no, obj, None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason})") from None
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield line_no, None, f"record: not UTF-8 text ({e.reason})"
+                continue
+            except ValueError as e:
+                yield line_no, None, f"record: invalid JSON ({e})"
+                continue
+            if not isinstance(obj, dict):
+                yield line_no, None, f"record: expected a JSON object, got {type(obj).__name__}"
+                continue
+            missing = _missing(obj)
+            if missing:
+                if first:  # the first record plays the header's role: structural
+                    raise DataError(f"{path}: row {line_no}: missing required column(s) {_fmt_missing(missing)}")
+                yield line_no, None, f"record: missing required column(s) {_fmt_missing(missing)}"
+                continue
+            first = False
+            yield line_no, obj, None
 
 
 def _read_parquet(path: str) -> Iterator[tuple[int, dict | None, str | None]]:

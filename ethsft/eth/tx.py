@@ -164,6 +164,15 @@ class Tx:
         return None
 
 
+def needs_transfers(fn: Function | None) -> bool:
+    """Whether token_transfers matter for a call: router calls (actual swap /
+    liquidity amounts) and ERC-20-selector transferFrom / approve (a
+    token_id in the transfers marks an NFT collection missing from the
+    registry).  Only then is the column parsed, validated and shown to the
+    model; for other rows it is ignored like the other unused columns."""
+    return fn is not None and (fn.family.startswith("uniswap") or (fn.family == "erc20" and fn.name != "transfer"))
+
+
 def nft_standard(tx: Tx) -> str | None:
     """Standard of ``tx.to`` if it is an NFT collection ('erc721' | 'erc1155'):
     the bundled registry first, else an entry of its token_transfers with a
@@ -212,14 +221,14 @@ def normalize(row: dict) -> Tx:
     tx.status = _STATUS[status]
     created = row.get("receipt_contract_address")
     tx.created = None if _empty(created) or tx.to is not None else _addr("receipt_contract_address", created)
-    tx.transfers = _transfers(row.get("token_transfers"))
     tx.selector = "0x" + tx.data[:4].hex() if len(tx.data) >= 4 else None
     tx.inner = None
     tx.user_function = tx.user_args = None
     if tx.to is None:
-        tx.call, tx.args = None, None
+        tx.call = tx.args = tx.transfers = None
         return tx
     tx.call, tx.args = decode_call(tx.data)
+    tx.transfers = _transfers(row.get("token_transfers")) if needs_transfers(tx.call) else None
     if tx.call is None and tx.data:
         _user_columns(tx, row)
     elif tx.call is not None and tx.call.name == "multicall":
@@ -290,14 +299,6 @@ def _render_args(fn: Function, args: dict) -> dict:
     return render(args)
 
 
-def _uses_transfers(tx: Tx) -> bool:
-    """token_transfers go into the model input only where the label reads them:
-    router calls (actual swap / liquidity amounts) and transferFrom (an NFT
-    transfer on a collection missing from the registry shows a token_id)."""
-    fn = tx.call
-    return fn is not None and (fn.family.startswith("uniswap") or fn.name == "transferFrom")
-
-
 def model_input(tx: Tx) -> dict:
     """The transaction as the model sees it: only what helps extraction.
 
@@ -306,8 +307,7 @@ def model_input(tx: Tx) -> dict:
     function_signature name, or 0x-selector), args (decoded arguments; ints as
     strings; multicall data decoded; V3 paths as [token, fee, token, ...];
     ``deadline``, ``sqrtPriceLimitX96`` and empty NFT ``data`` left out),
-    token_transfers (only for router calls and transferFrom, see
-    :func:`_uses_transfers`), status.
+    token_transfers (only where :func:`needs_transfers`), status.
     """
     d: dict = {"from": tx.sender, "to": tx.to}
     if tx.value:
@@ -337,7 +337,7 @@ def model_input(tx: Tx) -> dict:
                 d["args"] = args
         elif tx.user_args:
             d["args"] = tx.user_args
-    if tx.transfers and _uses_transfers(tx):
+    if tx.transfers:
         d["token_transfers"] = [
             {"token": t, "from": f, "to": to, "value": str(v)} if tid is None
             else {"token": t, "from": f, "to": to, "value": str(v), "token_id": str(tid)}
