@@ -12,8 +12,8 @@ from functools import lru_cache
 from importlib import resources
 
 import eth_abi
-from eth_abi.decoding import AddressDecoder, ContextFramesBytesIO
-from eth_abi.registry import BaseEquals, registry as _default_registry
+from eth_abi.decoding import AddressDecoder, ContextFramesBytesIO, TupleDecoder
+from eth_abi.registry import BaseEquals, is_base_tuple, registry as _default_registry
 from eth_utils import function_signature_to_4byte_selector
 
 
@@ -25,9 +25,26 @@ class _LowerAddressDecoder(AddressDecoder):
     decoder_fn = staticmethod(lambda data: "0x" + data.hex())
 
 
+class _TupleDecoder(TupleDecoder):
+    """eth-abi's TupleDecoder; a tuple without dynamic members has no pointers,
+    so the pointer pre-pass (which decodes every static member a second time)
+    is skipped for it.  Tuples with dynamic members are validated as before."""
+
+    def validate_pointers(self, stream) -> None:
+        if self.is_dynamic:
+            super().validate_pointers(stream)
+
+
 _REGISTRY = _default_registry.copy()
 _REGISTRY.unregister_decoder("address")
 _REGISTRY.register_decoder(BaseEquals("address"), _LowerAddressDecoder, label="address")
+_REGISTRY.unregister_decoder("is_base_tuple")
+_REGISTRY.register_decoder(is_base_tuple, _TupleDecoder, label="is_base_tuple")
+
+
+def _tuple_decoder(types: list[str]) -> TupleDecoder:
+    """What ``eth_abi.decode(types, data)`` builds on each call, built once."""
+    return _TupleDecoder(decoders=tuple(_REGISTRY.get_decoder(t) for t in types))
 
 FAMILIES = (
     "erc20",
@@ -59,8 +76,7 @@ class Function:
         self.types = [_type_str(p) for p in self.inputs]
         self.signature = f"{self.name}({','.join(self.types)})"
         self.selector = "0x" + function_signature_to_4byte_selector(self.signature).hex()
-        # what eth_abi's codec.decode(types, data) builds on every call, built once
-        self._decoder = _REGISTRY.get_tuple_decoder(*self.types)
+        self._decoder = _tuple_decoder(self.types)
 
     def decode(self, data: bytes) -> dict:
         """Decode the argument bytes (calldata after the selector) into a dict

@@ -32,7 +32,6 @@ COLUMNS = REQUIRED[:2] + ("block_timestamp",) + REQUIRED[2:] + OPTIONAL[1:]
 _HASH = re.compile(r"0x[0-9a-f]{64}")
 _ADDR = re.compile(r"0x[0-9a-f]{40}")
 _INT = re.compile(r"[0-9]+")
-_HEX = re.compile(r"0x(?:[0-9a-f]{2})*")
 _SIG = re.compile(r"([A-Za-z_$][A-Za-z0-9_$]*)\((.*)\)")
 _STATUS = {"1": 1, "0": 0, 1: 1, 0: 0}
 
@@ -79,9 +78,15 @@ def _hexbytes(col: str, v) -> bytes:
     if _empty(v):
         return b""
     if isinstance(v, str):
-        s = v.strip().lower()
-        if _HEX.fullmatch(s):
-            return bytes.fromhex(s[2:])
+        s = v.strip()
+        if s[:2] in ("0x", "0X"):
+            try:
+                b = bytes.fromhex(s[2:])
+            except ValueError:
+                pass
+            else:
+                if 2 * len(b) == len(s) - 2:  # fromhex skips whitespace: refuse it
+                    return b
     raise RowError(f"{col}: expected 0x-prefixed hex bytes (an even number of hex digits), got {show(v)}")
 
 
