@@ -242,6 +242,7 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
     path = os.fspath(input_path)
     out = os.fspath(output_dir)
     ext, rows = _open_reader(path)
+    created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     start = time.perf_counter()
     names = SPLITS + ("rejects",)
@@ -261,6 +262,8 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
         for t in tmp.values():
             if os.path.exists(t):
                 os.unlink(t)
+        if created and not os.listdir(out):
+            os.rmdir(out)
         raise
     seconds = time.perf_counter() - start  # reading, labelling, writing (token counting excluded)
     sample = summary.pop("_sample")

@@ -257,3 +257,11 @@ def test_synth_mix_is_realistic(synth_rows):
     with_decoded = sum(bool(r["function_signature"]) for r in synth_rows)
     assert 800 < with_decoded < 2000
     assert list(generate_rows(5, seed=3)) == list(generate_rows(5, seed=3))
+
+
+def test_known_selector_is_decoded_from_calldata_not_from_decoded_columns():
+    r = row(USDT, call("erc20", "transfer", {"to": V, "amount": 2_000_000}),
+            function_signature="transfer(address _to, uint256 _value)",
+            decoded_input='{"_to": "0x2222222222222222222222222222222222222222", "_value": "999"}')
+    assert label(r)["token"]["amount"] == "2"
+    assert model_input(normalize(r))["args"] == {"to": V, "amount": "2000000"}
