@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .eth.cli import prepare, synth
 from .train import main as train
 
 
@@ -13,4 +14,5 @@ def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
 
 
-cli.add_command(train)
+for command in (synth, prepare, train):
+    cli.add_command(command)

@@ -116,6 +116,8 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
         run_name=_run_name(t.output_dir),
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step
         **extra,
     )
 

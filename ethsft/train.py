@@ -97,7 +97,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
 
     # --- seed, output folder, resume point -------------------------------------------------------------
     started = time.time()
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU runs under torchrun use gloo DDP
     is_main = state.is_main_process
     set_seed(s.training.seed)
     out = Path(s.training.output_dir)
