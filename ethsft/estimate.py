@@ -769,7 +769,8 @@ def report(s: Settings, est: RunEstimate) -> str:
     if est.train_s is not None:
         line = f"Time: {fmt_s(est.train_s)} for {est.total_steps:,} steps"
         if est.eval_s:
-            line += f" + {fmt_s(est.eval_s)} for {est.evals} evaluations = {fmt_s(est.train_s + est.eval_s)}"
+            line += (f" + {fmt_s(est.eval_s)} for {est.evals} evaluation{'s' if est.evals > 1 else ''}"
+                     f" = {fmt_s(est.train_s + est.eval_s)}")
         out.append(line + " (model loading not included)")
     elif est.dataset is None:
         out.append("Time: pass --dataset to count steps")
