@@ -1,0 +1,93 @@
+"""Evaluate a model on an instruction dataset: generate, parse, score, write predictions.jsonl + metrics.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..data import DataError, read_records
+from ..formatting import prompt_messages
+from .generation import answer_budget, generate_texts
+from .metrics import compute_metrics, format_table, parse_intent, score
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+
+
+def load_records(dataset: str | Path | Sequence[dict], limit: int | None = None) -> list[dict]:
+    """A JSONL file, a dataset folder (its test.jsonl), or records already in memory; the first ``limit``."""
+    if isinstance(dataset, (str, Path)):
+        path = Path(dataset)
+        records = read_records(path / "test.jsonl" if path.is_dir() else path)
+    else:
+        records = list(dataset)
+    return records[:limit] if limit else records
+
+
+def references_of(records: Sequence[dict]) -> list[dict]:
+    refs = []
+    for i, r in enumerate(records):
+        ref = parse_intent(r["output"])
+        if ref is None:  # a reference that is not an intent object would make every score meaningless
+            raise DataError(f"record {i + 1}: 'output' is not a JSON object: {r['output'][:80]!r}")
+        refs.append(ref)
+    return refs
+
+
+def evaluate_records(model, tokenizer, records: Sequence[dict], batch_size: int = 16,
+                     max_new_tokens: int | None = None, system_prompt: str | None = None,
+                     progress: bool = False) -> tuple[dict, list[dict]]:
+    """Greedy answers for ``records`` scored against their outputs: (metrics, one row per record)."""
+    references = references_of(records)
+    budget = max_new_tokens or answer_budget(tokenizer, [r["output"] for r in records])
+    texts = generate_texts(model, tokenizer, [prompt_messages(r, system_prompt) for r in records], budget,
+                           batch_size, progress, desc="evaluating")
+    predictions = [parse_intent(t) for t in texts]
+    metrics = compute_metrics(references, predictions)
+    metrics["max_new_tokens"] = budget
+    rows = [{"input": r["input"], "reference": ref, "prediction": text, **score(ref, pred).to_dict()}
+            for r, ref, text, pred in zip(records, references, texts, predictions)]
+    return metrics, rows
+
+
+def write_results(output_dir: str | Path, metrics: dict, rows: Sequence[dict]) -> Path:
+    """predictions.jsonl and metrics.json in ``output_dir``, each written whole or not at all."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in ((PREDICTIONS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)),
+                       (METRICS_FILE, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out / name)
+    return out
+
+
+def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], batch_size: int = 16,
+                   max_new_tokens: int | None = None, load_in_4bit: bool = False, base_model: str | None = None,
+                   output_dir: str | Path | None = None, system_prompt: str | None = None, limit: int | None = None,
+                   progress: bool = True) -> dict:
+    """Load ``model_dir_or_adapter`` (adapter dir, merged dir, hub id, ``embedded:...``, or a ``LoadedModel``),
+    generate on ``records`` (list, JSONL file, or dataset dir -> test.jsonl) and return the metrics dict;
+    with ``output_dir``, also write predictions.jsonl and metrics.json there."""
+    from ..inference import LoadedModel, load_for_inference
+
+    loaded = (model_dir_or_adapter if isinstance(model_dir_or_adapter, LoadedModel)
+              else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model))
+    records = load_records(records, limit)
+    system = system_prompt if system_prompt is not None else loaded.system_prompt
+    started = time.perf_counter()
+    metrics, rows = evaluate_records(loaded.model, loaded.tokenizer, records, batch_size, max_new_tokens, system,
+                                     progress)
+    seconds = time.perf_counter() - started
+    metrics.update(model=str(loaded.adapter or loaded.base_model), base_model=loaded.base_model,
+                   adapter=loaded.adapter, batch_size=batch_size, seconds=round(seconds, 3),
+                   samples_per_second=round(len(records) / seconds, 3) if seconds else None)
+    if output_dir is not None:
+        write_results(output_dir, metrics, rows)
+    return metrics
+
+
+__all__ = ["evaluate_model", "evaluate_records", "load_records", "write_results", "format_table"]

@@ -1,0 +1,272 @@
+"""Using a trained model: load an adapter dir (base + LoRA) or a merged/plain model dir, turn transactions
+into prompts exactly as training did, and generate intents.
+
+    loaded = load_for_inference("runs/tiny")                # adapter dir: base from adapter_config.json
+    loaded = load_for_inference("models/merged", load_in_4bit=True)
+    predict(loaded, [as_record('{"from":"0x..","to":"0x..","function":"transfer",...}')])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
+
+import torch
+
+from . import embedded
+from .config import ConfigError, Settings, apply_mapping, notice
+from .formatting import prompt_messages
+
+INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # as ethsft.eth.prepare writes it
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+RUN_SUMMARY = "run_summary.json"  # written by `ethsft train`; holds the settings the adapter was trained with
+DECODED_COLUMNS = ("hash", "from_address", "to_address", "input")  # a decoded.csv row, not a prepared input
+
+
+class ModelLoadError(ValueError):
+    """The model or adapter cannot be loaded as asked (missing, or adapter and base do not fit)."""
+
+
+class LoadedModel(NamedTuple):
+    model: Any
+    tokenizer: Any
+    base_model: str  # what the weights came from (the base for an adapter, else the model dir itself)
+    adapter: str | None
+    system_prompt: str | None  # the training run's data.system_prompt, when the run summary says
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def training_settings(path: str | Path) -> Settings | None:
+    """The settings a training run wrote beside its adapter (run_summary.json), or None."""
+    summary = Path(path) / RUN_SUMMARY
+    if not summary.is_file():
+        return None
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8")).get("settings") or {}
+        return apply_mapping(Settings(), data, str(summary))
+    except (ValueError, ConfigError, AttributeError):
+        return None
+
+
+def _canonical(name: str) -> str:
+    name = embedded.resolve(name) if embedded.is_embedded(name) else name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _locate(name: str, what: str) -> str:
+    """A loadable path or hub id for ``name``; an embedded model's cache path from another cache is rebuilt here."""
+    if embedded.is_embedded(name):
+        return embedded.resolve(name)
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    if path.parent.name == "models" and path.name in embedded.SHAPES:
+        # adapters record the resolved cache path of an embedded base; the build is deterministic, so a
+        # different ETHSFT_CACHE (another machine, a test's tmp dir) rebuilds the same weights
+        notice(f"{what} {name} does not exist: using embedded:{path.name} from this machine's cache")
+        return embedded.resolve(f"{embedded.EMBEDDED_PREFIX}{path.name}")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"{what} not found: {name}")
+    return name  # a hub id
+
+
+def adapter_base(adapter_dir: str | Path, base_model: str | None = None) -> str:
+    """The base model for ``adapter_dir``: its adapter_config.json's, or ``base_model`` when it names the same one."""
+    config = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    recorded = config.get("base_model_name_or_path")
+    if base_model is None:
+        if not recorded:
+            raise ModelLoadError(f"{adapter_dir}/{ADAPTER_CONFIG} names no base_model_name_or_path; pass --base-model")
+        return _locate(recorded, f"the adapter's base model (from {adapter_dir}/{ADAPTER_CONFIG})")
+    if recorded and _canonical(recorded) != _canonical(base_model):
+        raise ModelLoadError(f"adapter {adapter_dir} was trained on base model {recorded}, but --base-model is "
+                             f"{base_model}; leave --base-model out to use the adapter's own base, or pass the "
+                             "same model")
+    return _locate(base_model, "--base-model")
+
+
+def check_adapter_fits(model, adapter_dir: str | Path, base_name: str) -> None:
+    """Compare every LoRA tensor's shape with the base module it attaches to, before PEFT loads it.
+
+    PEFT's own failure is a long state-dict dump; this names the adapter, the base, and the first misfit.
+    """
+    weights = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise ModelLoadError(f"{adapter_dir}: no {ADAPTER_WEIGHTS} (is the adapter saved completely?)")
+    from safetensors import safe_open
+
+    config = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    trained_on = config.get("base_model_name_or_path") or "an unrecorded base"
+    with safe_open(str(weights), framework="pt") as fh:
+        for key in fh.keys():
+            parts = key.split(".")
+            if len(parts) < 3 or parts[-2] not in ("lora_A", "lora_B") or parts[-1] != "weight":
+                continue
+            module_path = ".".join(parts[:-2]).removeprefix("base_model.model.")
+            shape = tuple(fh.get_slice(key).get_shape())
+            try:
+                module = model.get_submodule(module_path)
+            except AttributeError:
+                raise ModelLoadError(f"adapter {adapter_dir} (trained on {trained_on}) does not fit base model "
+                                     f"{base_name}: the base has no module {module_path}") from None
+            module = getattr(module, "base_layer", module)
+            in_f, out_f = getattr(module, "in_features", None), getattr(module, "out_features", None)
+            expected = shape[1] if parts[-2] == "lora_A" else shape[0]
+            actual = in_f if parts[-2] == "lora_A" else out_f
+            if actual is not None and actual != expected:
+                side = "input" if parts[-2] == "lora_A" else "output"
+                raise ModelLoadError(f"adapter {adapter_dir} (trained on {trained_on}) does not fit base model "
+                                     f"{base_name}: {module_path} has {side} size {actual} in the base, {expected} "
+                                     f"in the adapter ({key} {list(shape)})")
+
+
+def default_dtype() -> torch.dtype:
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # CPU matmuls in bf16 are slow and less exact
+
+
+def load_tokenizer_for(path: str, fallback: str, settings: Settings):
+    """The tokenizer saved beside the model/adapter (it carries the training chat template), else the base's."""
+    from .modeling import load_tokenizer
+
+    has_own = (Path(path) / "tokenizer_config.json").is_file() or (Path(path) / "tokenizer.json").is_file()
+    tok = load_tokenizer(settings, path if has_own else fallback)
+    tok.padding_side = "left"  # generation appends on the right, so padding goes left
+    return tok
+
+
+def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model: str | None = None,
+                       dtype: torch.dtype | str | None = None) -> LoadedModel:
+    """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
+    model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
+    base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    path = str(path)
+    adapter = path if Path(path).is_dir() and is_adapter_dir(path) else None
+    settings = (training_settings(path) if adapter else None) or Settings()
+    if adapter:
+        source = adapter_base(adapter, base_model)
+    else:
+        if base_model is not None:
+            raise ModelLoadError(f"--base-model applies to adapter dirs only; {path} has no {ADAPTER_CONFIG}")
+        source = _locate(path, "model")
+    settings.model.base_model = source
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
+    quant = None
+    if load_in_4bit:
+        q = settings.quantization
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type=q.bnb_4bit_quant_type,
+                                   bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant)
+    from .modeling import resolve_attention
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, cache_dir=settings.model.cache_dir, revision=None if adapter is None else settings.model.revision,
+            dtype=dtype, quantization_config=quant, attn_implementation=resolve_attention(settings.model.attn_implementation),
+            device_map={"": 0} if torch.cuda.is_available() else None,
+            trust_remote_code=settings.model.trust_remote_code)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load model {source}: {e}") from None
+    tokenizer = load_tokenizer_for(adapter or source, source, settings)
+    if adapter:
+        from peft import PeftModel
+
+        check_adapter_fits(model, adapter, source)
+        try:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+        except (RuntimeError, ValueError) as e:
+            raise ModelLoadError(f"adapter {adapter} does not fit base model {source}: {str(e)[:500]}") from None
+    model.eval()
+    model.config.use_cache = True  # training turned it off; generation needs the KV cache
+    return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt)
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def prepare_row(row: dict) -> str:
+    """A decoded.csv / ethereum-etl row -> the compact input JSON the model was trained on (ethsft.eth)."""
+    try:
+        from .eth.tx import model_input, normalize
+    except ImportError as e:
+        raise ModelLoadError(f"raw transaction rows need the ethsft.eth package ({e}); pass a prepared input "
+                             "(JSONL records with instruction/input) instead") from None
+    return _compact(model_input(normalize(row)))
+
+
+def as_record(tx: str | dict) -> dict:
+    """One transaction, in any accepted form, -> an ``{instruction, input}`` record.
+
+    Accepted: a prepared record (``instruction``/``input`` keys), a decoded.csv row (``hash``, ``from_address``,
+    ...), the model-input JSON object itself, or a JSON string of any of these (a non-JSON string is taken as
+    the input text verbatim).
+    """
+    if isinstance(tx, str):
+        try:
+            parsed = json.loads(tx)
+        except json.JSONDecodeError:
+            return {"instruction": INSTRUCTION, "input": tx.strip()}
+        if not isinstance(parsed, dict):
+            return {"instruction": INSTRUCTION, "input": tx.strip()}
+        tx = parsed
+    if "input" in tx and ("instruction" in tx or "output" in tx):
+        inp = tx["input"]
+        return {**tx, "instruction": tx.get("instruction") or INSTRUCTION,
+                "input": inp if isinstance(inp, str) else _compact(inp)}
+    if all(c in tx for c in DECODED_COLUMNS):
+        return {"instruction": INSTRUCTION, "input": prepare_row(tx)}
+    return {"instruction": INSTRUCTION, "input": _compact(tx)}
+
+
+def read_inputs(path: str | Path) -> list[dict]:
+    """Every transaction in a .jsonl (one per line), .json (object or list) or .csv (decoded rows) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        import csv
+
+        csv.field_size_limit(2**31 - 1)  # calldata can be long
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return [as_record(row) for row in csv.DictReader(fh)]
+    text = path.read_text(encoding="utf-8-sig")
+    if suffix == ".json":
+        data = json.loads(text)
+        return [as_record(d) for d in (data if isinstance(data, list) else [data])]
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(as_record(json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ModelLoadError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+    return records
+
+
+# --- predicting ---------------------------------------------------------------------------------------------
+
+def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, max_new_tokens: int = 384,
+            system_prompt: str | None = None, progress: bool = False) -> list[dict]:
+    """``{"input", "intent", "raw"}`` per record: ``intent`` is the parsed JSON object, or None when ``raw``
+    is not one. ``max_new_tokens`` bounds an answer (Mistral tokens; the longest intents take ~250)."""
+    from .evaluation.generation import generate_texts
+    from .evaluation.metrics import parse_intent
+
+    records = list(records)
+    system = system_prompt if system_prompt is not None else loaded.system_prompt
+    texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
+                           max_new_tokens, batch_size, progress)
+    return [{"input": r["input"], "intent": parse_intent(t), "raw": t} for r, t in zip(records, texts)]
+

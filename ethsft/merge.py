@@ -1,0 +1,71 @@
+"""Merge a LoRA adapter into its base model and save a standalone model + tokenizer (what vLLM, TGI and
+``AutoModelForCausalLM.from_pretrained`` serve).
+
+The base is loaded un-quantized in the chosen dtype: merging into 4-bit weights would round the LoRA delta
+into nf4 and lose it. The result is written to a temporary sibling folder and renamed into place, so a killed
+merge never leaves a half-written model where a server would pick it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .inference import ModelLoadError, adapter_base, check_adapter_fits, is_adapter_dir, training_settings
+
+DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+          "float32": torch.float32, "fp32": torch.float32}
+
+
+def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = "bfloat16",
+                  base_model: str | None = None, overwrite: bool = False) -> Path:
+    """Merge ``adapter_dir`` into its base (or ``base_model``, which must be the same model) -> ``output_dir``."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from .config import Settings
+    from .inference import load_tokenizer_for
+
+    adapter_dir, output = Path(adapter_dir), Path(output_dir)
+    if not is_adapter_dir(adapter_dir):
+        raise ModelLoadError(f"{adapter_dir} is not an adapter dir (no adapter_config.json)")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if output.exists() and not overwrite:
+        raise ModelLoadError(f"{output} already exists; pass --overwrite to replace it")
+    if output.resolve() == adapter_dir.resolve():
+        raise ModelLoadError("--output must differ from --adapter")
+    source = adapter_base(adapter_dir, base_model)
+    settings = training_settings(adapter_dir) or Settings()
+    base = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], cache_dir=settings.model.cache_dir,
+                                                trust_remote_code=settings.model.trust_remote_code)
+    check_adapter_fits(base, adapter_dir, source)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config.use_cache = True
+    tokenizer = load_tokenizer_for(str(adapter_dir), source, settings)
+    tokenizer.padding_side = "left"
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.merging."))
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "ethsft_merge.json").write_text(json.dumps(
+            {"adapter": str(adapter_dir.resolve()), "base_model": source, "dtype": str(DTYPES[dtype])}, indent=2) + "\n",
+            encoding="utf-8")
+        if output.exists():  # --overwrite: move the old one aside only once the new one is complete
+            old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old."))
+            os.replace(output, old / "model")
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
