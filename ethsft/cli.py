@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .eth.cli import prepare, synth
+from .eval_cli import evaluate, infer, merge
+from .ops_cli import doctor, estimate, tune
 from .train import main as train
 
 
@@ -14,5 +16,5 @@ def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
 
 
-for command in (synth, prepare, train):
+for command in (synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune):
     cli.add_command(command)

@@ -295,6 +295,9 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"data.max_length must be positive, got {s.data.max_length}")
     if s.training.warmup_steps < 0:
         raise ConfigError(f"training.warmup_steps must be >= 0, got {s.training.warmup_steps}")
+    if s.logging.metric_for_best_model.removeprefix("eval_").startswith("intent_") and s.logging.eval_accuracy_samples <= 0:
+        raise ConfigError(f"logging.metric_for_best_model={s.logging.metric_for_best_model} is an intent metric: "
+                          "set logging.eval_accuracy_samples > 0 so it is computed")
     if s.logging.load_best_model_at_end and s.logging.eval_strategy == "no":
         raise ConfigError("logging.load_best_model_at_end needs evaluation: set logging.eval_strategy to steps or epoch")
     if s.logging.load_best_model_at_end and s.logging.save_strategy not in (s.logging.eval_strategy, "best"):

@@ -74,7 +74,11 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
 
     precision = precision or resolve_precision(s)
     t, lg, o, d = s.training, s.logging, s.optimization, s.data
-    report_to = lg.report_to if isinstance(lg.report_to, list) else [lg.report_to]
+    from .doctor import usable_report_to
+
+    report_to, tracker_notes = usable_report_to(lg.report_to)  # an uninstalled tracker is dropped, not fatal
+    for note in tracker_notes:
+        notice(note)
     optim = o.optim
     if not torch.cuda.is_available() and optim.startswith("paged_"):
         # paged optimizers page optimizer state through CUDA unified memory; on CPU there is nothing to page.
@@ -112,7 +116,7 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
         load_best_model_at_end=lg.load_best_model_at_end,
         metric_for_best_model=lg.metric_for_best_model,
         greater_is_better=not lg.metric_for_best_model.endswith("loss"),
-        report_to=[r for r in report_to if r != "none"] or "none",
+        report_to=report_to or "none",
         run_name=_run_name(t.output_dir),
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=torch.cuda.is_available(),

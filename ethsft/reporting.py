@@ -78,7 +78,11 @@ def plot_losses(history: list[dict], path: Path) -> Path | None:
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     if not train and not evals:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("ethsft: matplotlib is not installed: no loss-curve PNG (pip install matplotlib)")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -87,10 +87,12 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     import torch
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, set_seed
+    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import ProgressCallback
     from trl import SFTTrainer
 
     from .data import read_records, split_paths, tokenize_split
+    from .evaluation.callback import attach, intent_sft_trainer
     from .hf_args import lora_config, resolve_precision, sft_config
     from .modeling import load_model, load_tokenizer, memory_gb, model_source
     from .outputs import check_output_dir, find_resume_checkpoint
@@ -151,9 +153,15 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     if s.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.training.early_stopping_patience))
     say("\nInitializing LoRA adapters...", log_path, is_main)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
+    accuracy_samples = s.logging.eval_accuracy_samples if eval_ds is not None else 0
+    trainer_cls = intent_sft_trainer() if accuracy_samples else SFTTrainer  # intent accuracy beside eval_loss
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                          processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
+    attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
     trainer.remove_callback(ProgressCallback)
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(out / "logs")  # `tensorboard --logdir <output>/logs`, as in the guide
     if is_main:
         trainer.add_callback(ProgressBar)
     trainable, total = trainer.model.get_nb_trainable_parameters()

@@ -1,0 +1,5 @@
+"""`python -m ethsft ...` is the `ethsft` command."""
+
+from .cli import cli
+
+cli()
