@@ -10,20 +10,22 @@ Memory model (bytes; what ``torch.cuda.max_memory_allocated`` reports, then card
   base weights    decoder linears in 4 bits (0.5 B/param) + NF4 block constants (double quant: 1 B per 64
                   params + 4 B per 64*256), embeddings / lm_head / norms in the compute dtype (2 B)
   LoRA            r * (in + out) per targeted linear per layer; TRL keeps adapters in bf16 for 4-bit models:
-                  weights 2 B + grads 2 B; AdamW states 8 B (32-bit) / 2 B (8-bit) per param; paged
-                  optimizers keep them in CUDA unified memory, outside torch's allocator
+                  weights 2 B + grads 2 B (the grads only with accumulation > 1: see estimate_memory); AdamW
+                  states 8 B (32-bit) / 2 B (8-bit) per param; paged optimizers keep them in CUDA unified
+                  memory, outside torch's allocator
   activations     per token and layer, the tensors autograd saves (see ``_layer_act_bytes``); with gradient
-                  checkpointing only each layer's input stays, plus one layer recomputed during backward
+                  checkpointing only each layer's input stays, plus the layer recomputed during backward
   LM head         TRL 1.x's fused, tiled LM head never builds the full logits: a fixed tile buffer
   transient       the bf16 copy bitsandbytes dequantizes each 4-bit weight into, and its gradient temp
 
-Time model: FLOPs per token = forward 2N + backward input-grad 2N (+ 2N recompute with checkpointing),
-N = the frozen linear params (LoRA's own FLOPs are tiny), plus causal attention and the LM head on the
-completion tokens; divided by the GPU's dense bf16 peak x MFU. Each micro-step adds the dequantization
-passes (4-bit -> bf16 weight, memory-bound) and a fixed launch overhead.
+Time model: a micro-batch takes the longer of the host's time (Python and kernel launches per decoder layer
+and LoRA adapter, per pass: 3 passes with checkpointing, 2 without) and the GPU's (dequantizing every 4-bit
+linear each pass, memory-bound, + FLOPs / (dense bf16 peak x MFU)); each optimizer step adds a fixed cost
+and one per LoRA tensor. See the time-model section below.
 
-The constants marked CALIBRATE are first-principles values; ``benchmarks/calibrate_estimate.py`` measures
-the 7B shape on an H100 and prints the fitted values beside them.
+Fitted constants come from H100 measurements of the 7B shape (benchmarks/results/h100_calibration.json,
+2026-11-25); ``benchmarks/estimate_vs_measured.py`` compares the model with them and prints the
+least-squares values (--fit); ``benchmarks/calibrate_estimate.py`` measures a GPU.
 """
 
 from __future__ import annotations
@@ -219,29 +221,38 @@ def targeted(s: Settings, shape: ModelShape) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Memory model. CALIBRATE: constants fitted by benchmarks/calibrate_estimate.py (7B shape, H100).
+# Memory model. First-principles byte counts; CKPT_LIVE_LAYERS, ALLOCATOR_OVERHEAD and CUDA_CONTEXT_GIB
+# fitted / measured on H100 (benchmarks/results/h100_calibration.json, 2026-11-25).
 # --------------------------------------------------------------------------------------------------------
 
 NF4_BYTES_PER_PARAM = 0.5
 QUANT_CONST_BYTES_PER_PARAM = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}  # double quant on / off
 COMPUTE_BYTES = 2  # bf16 / fp16 embeddings, lm_head, norms, activations
-# Saved-for-backward bytes per token per decoder layer, as multiples of hidden, kv_dim and intermediate:
-# RMSNorm fp32 input 2x4h, q/k/v input 2h, q 2h, k/v 2kv each, sdpa output 2h, o_proj input 2h, MLP input
-# 2h, gate/up/silu/product 4x2i.  CALIBRATE
-ACT_HIDDEN_BYTES = 18
+# Saved-for-backward bytes per token per decoder layer, as multiples of hidden, kv_dim and intermediate. The
+# frozen 4-bit linears save nothing (bitsandbytes' backward needs only the weight), so what a layer keeps is:
+# both RMSNorms' fp32 inputs 2x4h, sdpa's q 2h, k/v 2kv each and output 2h, the MLP's gate, up and silu(gate)
+# 3x2i; plus, per LoRA-targeted linear, what its adapter saves (see _layer_act_bytes).
+ACT_HIDDEN_BYTES = 12
 ACT_KV_BYTES = 4
-ACT_INTERMEDIATE_BYTES = 8
+ACT_INTERMEDIATE_BYTES = 6
+ACT_LORA_INPUT_BYTES = 2     # lora.dropout == 0: lora_A saves its (bf16) input, shared by linears reading one tensor
+ACT_DROPOUT_BYTES = 3        # lora.dropout > 0: each targeted linear's dropout output (2) + mask (1) x in_features
 ACT_REPEAT_KV_BYTES = 4      # padded micro-batches (batch > 1) send a mask to sdpa: k/v expanded to all heads
-ACT_DROPOUT_BYTES = 3        # per targeted linear with lora.dropout > 0: dropout output (2) + mask (1) x in_features
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
-CKPT_LIVE_LAYERS = 1.4       # CALIBRATE: one layer recomputed + its gradients in flight during backward
+# One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
+# Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25): the four checkpointed
+# settings' peaks, least squares.
+CKPT_LIVE_LAYERS = 1.07
 MODEL_IO_HIDDEN_BYTES = 16   # embedding output, final norm (fp32), grads at the model's ends, per token x hidden
 LM_HEAD_TILE_TOKENS = 4096   # TRL's fused LM head: tokens per tile (trl/kernels/chunked_logprob.py)
-LM_HEAD_TILE_VOCAB = 4096    # CALIBRATE: vocab columns per tile
+LM_HEAD_TILE_VOCAB = 4096    # vocab columns per tile
 LM_HEAD_BYTES_PER_TOKEN = 24  # per-token log-probs, entropy, top-1, masks (fp32)
 EAGER_SCORE_BYTES = 6        # eager attention keeps heads x seq x seq scores (bf16 + fp32 softmax)
-ALLOCATOR_OVERHEAD = 1.08    # CALIBRATE: reserved / allocated (fragmentation of the caching allocator)
-CUDA_CONTEXT_GIB = 0.55      # CALIBRATE: CUDA context + cuBLAS workspaces, outside torch's allocator
+# Measured on H100 (benchmarks/results/h100_calibration.json, 2026-11-25): peak reserved / peak allocated was
+# 1.029-1.041 over the five settings; card memory outside torch's allocator (CUDA context, cuBLAS workspaces,
+# bitsandbytes) 0.75 GiB with torch 2.11 / CUDA 13 (paged optimizer states come on top, counted separately).
+ALLOCATOR_OVERHEAD = 1.04
+CUDA_CONTEXT_GIB = 0.75
 OPTIMIZER_STATE_BYTES = {"32bit": 8, "8bit": 2, "torch": 4}
 
 
@@ -281,16 +292,25 @@ def _optim_kind(optim: str) -> tuple[str, bool]:
     return "torch", paged
 
 
+# LoRA inputs that are one tensor: q/k/v read the first norm's output, gate/up the second's.
+_LORA_INPUT_GROUP = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "o", "gate_proj": "mlp",
+                     "up_proj": "mlp", "down_proj": "down"}
+
+
 def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch: bool) -> float:
     """Bytes autograd saves per token in one decoder layer (no checkpointing)."""
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate
     b = ACT_HIDDEN_BYTES * h + ACT_KV_BYTES * kv + ACT_INTERMEDIATE_BYTES * i
     if padded_batch:
         b += ACT_REPEAT_KV_BYTES * (h - kv)
-    if s.lora.dropout > 0:
-        dims = shape.linear_dims()
-        b += sum(ACT_DROPOUT_BYTES * dims[m][0] for m in targeted(s, shape))
-    b += sum(2 * s.lora.r for _ in targeted(s, shape))  # lora_A outputs
+    dims = shape.linear_dims()
+    mods = targeted(s, shape)
+    if s.lora.dropout > 0:  # each adapter drops out its own copy of the input
+        b += sum(ACT_DROPOUT_BYTES * dims[m][0] for m in mods)
+    else:  # the adapters keep the input itself: once per distinct tensor
+        groups = {_LORA_INPUT_GROUP[m]: dims[m][0] for m in mods}
+        b += sum(ACT_LORA_INPUT_BYTES * d for d in groups.values())
+    b += sum(2 * s.lora.r for _ in mods)  # lora_A outputs
     if s.model.attn_implementation == "eager":
         b += EAGER_SCORE_BYTES * shape.heads * row_len
     return b
@@ -317,7 +337,12 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     parts["base weights"] = base / GiB
     n_lora = lora_params(s, shape)
     kind, paged = _optim_kind(s.optimization.optim)
-    parts["LoRA + grads"] = n_lora * 4 / GiB
+    # bf16 adapter weights; their grads are on the card at the peak (the start of backward) only when they carry
+    # over from earlier micro-batches of an accumulated step: with accumulation 1, zero_grad(set_to_none) drops
+    # them and they build up as backward frees the activations (measured: r 64 on all linears, 0.31 GiB of
+    # grads, added nothing to the peak at accumulation 1)
+    grads = n_lora * COMPUTE_BYTES if s.training.gradient_accumulation_steps > 1 else 0
+    parts["LoRA + grads"] = (n_lora * COMPUTE_BYTES + grads) / GiB
     states = n_lora * OPTIMIZER_STATE_BYTES[kind] / GiB
     if not paged:
         parts["optimizer"] = states
@@ -340,26 +365,64 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
 
 
 # --------------------------------------------------------------------------------------------------------
-# Time model. CALIBRATE: MFU and overheads fitted on an H100 (7B shape) by benchmarks/calibrate_estimate.py.
+# Time model. A micro-batch runs on two streams at once, since CUDA kernel launches are asynchronous; the
+# slower one sets the pace:
+#   host    Python and kernel launches: per pass and decoder layer, the layer's modules (HF, bitsandbytes'
+#           4-bit matmul, gradient checkpointing) plus each LoRA adapter (dropout, A, B, scale, add, and their
+#           backward); 3 passes with checkpointing (forward, recompute, backward), 2 without; plus a fixed cost
+#           per micro-step (TRL's loss and token metrics, collation). CPU-bound: the same on any GPU.
+#   device  each pass dequantizes every 4-bit linear to bf16 (read 0.5 B, write 2 B per param: memory-bound,
+#           scales with the card's bandwidth) + the FLOPs at the card's dense bf16 peak x MFU (scales with TFLOPs).
+# Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25; 7B shape, NF4, bf16): a
+# checkpointed micro-batch took ~0.57 s whether it held 267 or 2,048 tokens (and 48 micro-batches of 2,048
+# tokens in h100_12gb_seq2048.json averaged ~0.5 s), ~0.37 s without checkpointing, ~0.79 s with LoRA on all
+# seven linears: on an H100 the 7B run is host-bound, so the host constants are fitted (least squares over the
+# steady micro-steps) and the device constants are first-principles values that measurement only bounds (the
+# 2,048-token micro-batches imply MFU >= ~0.19). Slower cards (RTX 3060: 25.6 TFLOPs, 360 GB/s) are
+# device-bound: there the estimate scales by their TFLOPs and bandwidth.
 # --------------------------------------------------------------------------------------------------------
 
-MFU = 0.20                     # CALIBRATE: achieved / peak dense bf16 FLOPs for 4-bit QLoRA matmuls
-DEQUANT_BANDWIDTH_EFF = 0.5    # CALIBRATE: fraction of memory bandwidth the 4-bit -> bf16 dequant reaches
-LAUNCH_OVERHEAD_S = 0.045      # CALIBRATE: per micro-step kernel-launch / Python overhead (CPU-bound)
-OPTIMIZER_STEP_S = 0.01        # per optimizer step: grad clipping, AdamW on the LoRA params
+MFU = 0.20                     # achieved / peak dense bf16 FLOPs of the 4-bit QLoRA matmuls (first-principles)
+DEQUANT_BANDWIDTH_EFF = 0.5    # fraction of memory bandwidth bitsandbytes' 4-bit -> bf16 dequant reaches
+HOST_LAYER_PASS_S = 0.0050     # fitted: host seconds per decoder layer per pass (without LoRA)
+HOST_LORA_PASS_S = 0.00047     # fitted: host seconds per LoRA adapter per layer per pass
+LAUNCH_OVERHEAD_S = 0.0        # fitted: fixed host seconds per micro-step (the free fit gave -0.023 s: none)
+OPTIMIZER_STEP_S = 0.018       # fitted: per optimizer step, fixed (scheduler, zero_grad, callbacks)
+OPTIMIZER_TENSOR_S = 0.000115  # fitted: per LoRA tensor per optimizer step (grad-norm clipping, paged AdamW)
+
+
+def passes(s: Settings) -> int:
+    """Passes over the decoder per micro-batch: forward, (recompute with checkpointing), backward."""
+    return 3 if s.optimization.gradient_checkpointing else 2
 
 
 def flops_per_token(s: Settings, shape: ModelShape, row_len: float, completion_frac: float = 1.0) -> float:
     """Training FLOPs for one token in a row of ``row_len`` (causal attention over half of it on average)."""
     n = shape.linear_params
-    passes = 3 if s.optimization.gradient_checkpointing else 2  # forward, (recompute), backward input-grad
-    dense = 2 * n * passes
+    p = passes(s)
+    dense = 2 * n * p
     n_lora = lora_params(s, shape)
-    lora = 2 * n_lora * (passes + 1)  # LoRA also computes its weight grads
+    lora = 2 * n_lora * (p + 1)  # LoRA also computes its weight grads
     attn_fwd = 4 * (row_len / 2) * shape.hidden * shape.layers  # QK^T and AV, causal
-    attn = attn_fwd * (passes + 1)  # backward of attention is about 2x forward
+    attn = attn_fwd * (p + 1)  # backward of attention is about 2x forward
     lm_head = 2 * shape.vocab * shape.hidden * 2 * completion_frac  # forward + input-grad, completion tokens only
     return dense + lora + attn + lm_head
+
+
+def host_pass_s(s: Settings, shape: ModelShape) -> float:
+    """Host (Python + launch) seconds for one pass over the decoder."""
+    return shape.layers * (HOST_LAYER_PASS_S + HOST_LORA_PASS_S * len(targeted(s, shape)))
+
+
+def dequant_pass_s(s: Settings, shape: ModelShape, gpu: GPU) -> float:
+    """Device seconds to dequantize every 4-bit linear once (0 without 4-bit)."""
+    if not s.quantization.load_in_4bit:
+        return 0.0
+    return shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * DEQUANT_BANDWIDTH_EFF)
+
+
+def optimizer_step_s(s: Settings, shape: ModelShape) -> float:
+    return OPTIMIZER_STEP_S + OPTIMIZER_TENSOR_S * 2 * shape.layers * len(targeted(s, shape))
 
 
 @dataclass
@@ -369,23 +432,32 @@ class TimeEstimate:
     tokens_per_step: float
     tokens_per_s: float
     flops_per_token: float
+    host_s: float = 0.0          # per micro-batch: the host's share
+    device_s: float = 0.0        # per micro-batch: the GPU's share (dequant + FLOPs)
+
+    @property
+    def bound(self) -> str:
+        return "host-bound" if self.host_s >= self.device_s else "GPU-bound"
 
 
 def estimate_step_time(s: Settings, shape: ModelShape, gpu: GPU, tokens_per_micro: float, row_len: float,
                        completion_frac: float = 1.0) -> TimeEstimate:
     fpt = flops_per_token(s, shape, row_len, completion_frac)
-    compute = tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * MFU)
-    passes = 3 if s.optimization.gradient_checkpointing else 2
-    if s.quantization.load_in_4bit:
-        # each pass dequantizes every 4-bit linear: read 0.5 B, write 2 B per param
-        dequant = passes * shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * DEQUANT_BANDWIDTH_EFF)
-    else:
-        dequant = 0.0
-    micro = compute + dequant + LAUNCH_OVERHEAD_S * passes / 3
+    p = passes(s)
+    device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * MFU)
+    host = LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
+    micro = max(host, device)
     accum = s.training.gradient_accumulation_steps
-    step = micro * accum + OPTIMIZER_STEP_S
+    step = micro * accum + optimizer_step_s(s, shape)
     tokens_per_step = tokens_per_micro * accum
-    return TimeEstimate(step, micro, tokens_per_step, tokens_per_step / step, fpt)
+    return TimeEstimate(step, micro, tokens_per_step, tokens_per_step / step, fpt, host, device)
+
+
+def estimate_eval_batch_s(s: Settings, shape: ModelShape, gpu: GPU, tokens: float, completion_frac: float) -> float:
+    """One evaluation forward pass over ``tokens``: the slower of host and device, as in training."""
+    fwd = 2 * shape.linear_params + 2 * shape.vocab * shape.hidden * completion_frac
+    device = dequant_pass_s(s, shape, gpu) + tokens * fwd / (gpu.bf16_tflops * 1e12 * MFU)
+    return max(LAUNCH_OVERHEAD_S + host_pass_s(s, shape), device)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -586,11 +658,10 @@ def estimate_run(s: Settings, gpu: GPU | None = None, stats: DatasetStats | None
                 evals = math.ceil(s.training.num_train_epochs) + 1
             if evals:
                 val = stats.splits["validation"].trained_lengths()
-                fwd = 2 * shape.linear_params + 2 * shape.vocab * shape.hidden * completion_frac
                 eb = s.training.per_device_eval_batch_size
-                val_tokens = sum(expected_batch_max(val, eb) * eb for _ in range(math.ceil(len(val) / eb)))
-                eval_s = evals * (val_tokens * fwd / (gpu.bf16_tflops * 1e12 * MFU)
-                                  + math.ceil(len(val) / eb) * LAUNCH_OVERHEAD_S / 3)
+                batch_len = expected_batch_max(val, eb)
+                batches = math.ceil(len(val) / eb)
+                eval_s = evals * batches * estimate_eval_batch_s(s, shape, gpu, batch_len * eb, completion_frac)
     return RunEstimate(shape, gpu, detected, memory, n_rows, batches, per_epoch, total, time, train_s, eval_s,
                        evals, stats, assumed)
 
@@ -764,7 +835,7 @@ def report(s: Settings, est: RunEstimate) -> str:
         out.append("  note: this GPU has no bfloat16; training falls back to float16")
     if est.time is not None:
         tm_ = est.time
-        out.append(f"Speed: {tm_.step_s:.2f} s/step ({tm_.micro_step_s:.2f} s per micro-batch), "
+        out.append(f"Speed: {tm_.step_s:.2f} s/step ({tm_.micro_step_s:.2f} s per micro-batch, {tm_.bound}), "
                    f"~{tm_.tokens_per_s:,.0f} tokens/s (padded), {tm_.flops_per_token / 1e9:.1f} GFLOP/token")
     if est.train_s is not None:
         line = f"Time: {fmt_s(est.train_s)} for {est.total_steps:,} steps"

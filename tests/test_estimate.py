@@ -108,10 +108,10 @@ def test_absurd_config_on_rtx3060_wont_fit_and_says_what_to_change():
     s = load_settings(PRESET_12GB, sets=["data.max_length=32768"])
     gpu = named_gpu("rtx3060")
     verdict = fit_verdict(s, gpu, estimate_run(s, gpu))
-    assert verdict == ("won't fit: needs ~25.9 GB of 11.8 GB — try --set data.max_length=8192 (~10.3 GB), "
+    assert verdict == ("won't fit: needs ~21.1 GB of 11.8 GB — try --set data.max_length=8192 (~9.1 GB), "
                        "or the configs/training_config.yaml preset")
     fixed = load_settings(PRESET_12GB, sets=["data.max_length=8192"])
-    assert fit_verdict(fixed, gpu, estimate_run(fixed, gpu)).startswith("fits: ~10.3 GB of 11.8 GB")
+    assert fit_verdict(fixed, gpu, estimate_run(fixed, gpu)).startswith("fits: ~9.1 GB of 11.8 GB")
 
 
 def test_no_checkpointing_suggests_turning_it_on():
@@ -119,8 +119,8 @@ def test_no_checkpointing_suggests_turning_it_on():
                                          "training.per_device_train_batch_size=2"])
     gpu = named_gpu("rtx4090")
     verdict = fit_verdict(s, gpu, estimate_run(s, gpu))
-    assert verdict == ("won't fit: needs ~35.6 GB of 24.0 GB — try --set optimization.gradient_checkpointing=true "
-                       "(~7.7 GB)")
+    assert verdict == ("won't fit: needs ~27.7 GB of 24.0 GB — try --set optimization.gradient_checkpointing=true "
+                       "(~7.1 GB), or the configs/24gb.yaml preset")
 
 
 def test_named_gpus_and_errors():
@@ -136,7 +136,16 @@ def test_time_scales_with_gpu_speed(small_dataset):
     slow = estimate_run(s, named_gpu("rtx3060"), stats)
     fast = estimate_run(s, named_gpu("h100"), stats)
     assert slow.total_steps == fast.total_steps == 3  # 16 samples / (1 x 16) x 3 epochs
-    assert slow.train_s > 3 * fast.train_s > 0
+    # short samples: the H100 waits on the host (3 passes x 32 layers x (5.0 ms + 2 adapters x 0.47 ms)), the
+    # RTX 3060 on its FLOPs
+    assert fast.time.bound == "host-bound" and fast.time.micro_step_s == pytest.approx(0.57024)
+    assert fast.time.step_s == pytest.approx(16 * 0.57024 + 0.018 + 0.000115 * 128)
+    assert slow.time.bound == "GPU-bound" and slow.train_s > 2 * fast.train_s > 0
+    # long micro-batches are GPU-bound on both: time scales with TFLOPs (989 / 25.6) and bandwidth (dequant)
+    long = load_settings(PRESET_12GB, sets=["data.max_length=8192"])
+    slow, fast = estimate_run(long, named_gpu("rtx3060")).time, estimate_run(long, named_gpu("h100")).time
+    assert fast.bound == slow.bound == "GPU-bound"
+    assert (slow.micro_step_s, fast.micro_step_s) == (pytest.approx(81.37509, rel=1e-6), pytest.approx(2.130096, rel=1e-6))
 
 
 def test_cli_estimate_on_cpu(small_dataset):
