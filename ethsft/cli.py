@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
+# bitsandbytes' CPU backend tries to fetch an optional kernel from the hub and warns when it can't; it then
+# runs its own CPU path, so the warning says nothing a user can act on.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from .demo import main as demo
 from .eth.cli import prepare, synth
 from .eval_cli import evaluate, infer, merge
 from .ops_cli import doctor, estimate, tune
@@ -16,5 +23,5 @@ def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
 
 
-for command in (synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune):
+for command in (demo, synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune):
     cli.add_command(command)

@@ -32,6 +32,10 @@ MISTRAL_7B_SHAPE = dict(
     rope_theta=1e6,
 )
 SHAPES = {"tiny-mistral": TINY_SHAPE, "mistral-7b": MISTRAL_7B_SHAPE}
+# A random lm_head at the usual init (std 0.02) behind a unit RMSNorm gives logits within about +-0.5:
+# no adapter upstream can make any token likely. Pretrained heads are far larger; the tiny model's head is
+# drawn at this std so that LoRA training can move the output distribution, as it does on a real model.
+HEAD_INIT_STD = {"tiny-mistral": float(os.environ.get("ETHSFT_TINY_HEAD_STD", "0.5"))}
 
 
 def cache_root() -> Path:
@@ -117,6 +121,9 @@ def build_model(target: Path, shape: str = "tiny-mistral", seed: int = 0) -> Pat
             model = MistralForCausalLM(config)
     finally:
         torch.set_default_dtype(default_dtype)
+    if shape in HEAD_INIT_STD:
+        with torch.no_grad():
+            model.lm_head.weight.normal_(0.0, HEAD_INIT_STD[shape])
 
     def save(tmp: str) -> None:
         model.save_pretrained(tmp)

@@ -54,7 +54,7 @@ def test_run_writes_adapter_logs_summary_and_plot(small_dataset, tmp_path):
     saved = json.loads((out / "run_summary.json").read_text())
     assert saved["global_step"] == summary["global_step"] == 4
     assert saved["samples"] == {"train": 16, "validation": 8, "test": 4}
-    assert saved["settings"]["lora"]["r"] == 8
+    assert saved["settings"]["lora"]["r"] == 32
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = (out / "training_logs.txt").read_text()
     assert "Train samples: 16" in log and "Trainable parameters:" in log and "Model saved to:" in log
