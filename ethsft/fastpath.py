@@ -1,0 +1,305 @@
+"""ethsft's fast path: runtime tweaks that make training faster without changing what is learned.
+
+* ``configure_runtime``: cuDNN SDPA off (it builds a new execution plan for every new sequence shape: stalls).
+* ``VARLEN`` attention (``ethsft_varlen``): packed rows go through ``torch.nn.attention.varlen.varlen_attn``
+  (PyTorch's bundled FlashAttention varlen kernel) using the ``cu_seq_lens_q`` TRL's padding-free collator
+  already computes; each sample attends only to itself (causal), no L x L mask is built. Where varlen_attn is
+  missing (CPU, old torch) a per-sample SDPA loop gives the same result; unpacked/padded batches go to SDPA.
+* ``lean_mlp``: SwiGLU as one autograd function that keeps gate and up outputs only (recomputes silu and the
+  product in backward): ~half the MLP's saved activations, same math. Skipped where Liger is used (it fuses it).
+* Checkpointing sized to a memory budget: ``set_checkpointed_layers`` checkpoints n evenly spread decoder layers;
+  ``fit_checkpointing`` measures (two probe micro-batches at the real row length) what a checkpointed and an
+  uncheckpointed layer cost and checkpoints as few layers as fit the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+
+VARLEN = "ethsft_varlen"
+GIB = 2**30
+
+
+# --------------------------------------------------------------------------------------------------------------
+# runtime
+def configure_runtime() -> dict:
+    """Process-wide switches of the fast path; returns what was set."""
+    done = {}
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(False)  # per-shape plan rebuilds stall variable-length training
+        done["cudnn_sdp"] = False
+    return done
+
+
+def liger_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def varlen_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from torch.nn.attention import varlen  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(varlen, "varlen_attn")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# attention for packed rows
+def _segments(cu: torch.Tensor) -> list[tuple[int, int]]:
+    bounds = cu.tolist()
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def packed_sdpa_loop(query, key, value, cu, scaling=None, sliding_window=None):
+    """Reference/fallback: (1,H,L,D) q and (1,Hkv,L,D) k/v, causal attention inside each [cu[i], cu[i+1]) only.
+    Returns (1, L, H, D)."""
+    import torch.nn.functional as F
+
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    outs = []
+    for a, b in _segments(cu):
+        q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
+        n = b - a
+        if sliding_window and n > sliding_window:
+            i = torch.arange(n, device=q.device)
+            mask = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < sliding_window)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+        outs.append(o)
+    out = torch.cat(outs, dim=2)
+    if out.shape[2] < query.shape[2]:  # trailing padding (pad_to_multiple_of): zeros, masked from the loss anyway
+        out = torch.nn.functional.pad(out, (0, 0, 0, query.shape[2] - out.shape[2]))
+    return out.transpose(1, 2).contiguous()
+
+
+_VARLEN_PARAMS = None
+
+
+def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
+    global _VARLEN_PARAMS
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+
+    if _VARLEN_PARAMS is None:
+        _VARLEN_PARAMS = set(inspect.signature(varlen_attn).parameters)
+    q = query[0].transpose(0, 1)  # (L, H, D)
+    k = key[0].transpose(0, 1)
+    v = value[0].transpose(0, 1)
+    kw = {}
+    if "enable_gqa" in _VARLEN_PARAMS:
+        kw["enable_gqa"] = q.shape[1] != k.shape[1]
+    elif q.shape[1] != k.shape[1]:
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if "window_size" in _VARLEN_PARAMS:
+        kw["window_size"] = (sliding_window - 1 if sliding_window and max_len > sliding_window else -1, 0)
+    else:
+        kw["is_causal"] = True
+    if "scale" in _VARLEN_PARAMS and scaling is not None:
+        kw["scale"] = scaling
+    cu = cu.to(device=q.device, dtype=torch.int32)
+    out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **kw)
+    if isinstance(out, tuple):
+        out = out[0]
+    total = int(cu[-1])
+    if total < q.shape[0]:
+        out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, q.shape[0] - total))
+    return out.unsqueeze(0)
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                             sliding_window=None, **kwargs):
+    """An ``AttentionInterface`` function: packed rows (cu_seq_lens_q given, one row) attend per sample."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None or query.shape[0] != 1 or (module.training and dropout):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      sliding_window=sliding_window, **kwargs)
+    max_len = kwargs.get("max_length_q")
+    if max_len is None:
+        max_len = int(cu.diff().max())
+    if query.is_cuda and varlen_available() and query.dtype in (torch.float16, torch.bfloat16):
+        return _varlen(query, key, value, cu, int(max_len), scaling, sliding_window), None
+    return packed_sdpa_loop(query, key, value, cu, scaling, sliding_window), None
+
+
+def _varlen_mask(*args, attention_mask=None, **kwargs):
+    """Mask for ``ethsft_varlen``: none for packed/causal batches (the kernel knows the boundaries), the usual
+    SDPA mask where a padded 2D mask is given."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register_attention() -> str:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention_forward)
+    AttentionMaskInterface.register(VARLEN, _varlen_mask)
+    return VARLEN
+
+
+def use_varlen_attention(model) -> str:
+    """Switch a loaded model to ``ethsft_varlen``; returns the implementation now in use."""
+    register_attention()
+    try:
+        model.set_attn_implementation(VARLEN)
+    except Exception:  # older/stricter transformers: set the config field every attention layer reads
+        for cfg in {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values():
+            cfg._attn_implementation = VARLEN
+    return model.config._attn_implementation
+
+
+# --------------------------------------------------------------------------------------------------------------
+# lean SwiGLU MLP
+class _SwiGLU(torch.autograd.Function):
+    """silu(g) * u saving only g and u (silu(g) is recomputed in backward)."""
+
+    @staticmethod
+    def forward(ctx, g, u):
+        ctx.save_for_backward(g, u)
+        return torch.nn.functional.silu(g) * u
+
+    @staticmethod
+    def backward(ctx, dy):
+        g, u = ctx.saved_tensors
+        gf = g.float()
+        sig = torch.sigmoid(gf)
+        silu = gf * sig
+        du = (dy.float() * silu).to(u.dtype)
+        dg = (dy.float() * u.float() * sig * (1 + gf * (1 - sig))).to(g.dtype)
+        return dg, du
+
+
+def _lean_mlp_forward(self, x):
+    return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+def lean_mlp(model) -> int:
+    """Patch every SwiGLU MLP (gate/up/down with silu) of ``model``; returns how many were patched."""
+    n = 0
+    for m in model.modules():
+        if all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) \
+                and type(m.act_fn).__name__ in ("SiLU", "SiLUActivation"):
+            m.forward = partial(_lean_mlp_forward, m)
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------------------------
+# checkpointing sized to a budget
+def decoder_layers(model) -> list:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def spread(n_total: int, n_pick: int) -> list[int]:
+    """``n_pick`` indices evenly spread over range(n_total)."""
+    if n_pick <= 0:
+        return []
+    if n_pick >= n_total:
+        return list(range(n_total))
+    return sorted({min(n_total - 1, int(math.floor((i + 0.5) * n_total / n_pick))) for i in range(n_pick)})
+
+
+def set_checkpointed_layers(model, n_ckpt: int, offload: bool = False) -> list[int]:
+    """Checkpoint ``n_ckpt`` decoder layers (evenly spread, non-reentrant), the rest keep their activations."""
+    from torch.utils.checkpoint import checkpoint
+
+    layers = decoder_layers(model)
+    chosen = set(spread(len(layers), n_ckpt))
+    func = partial(checkpoint, use_reentrant=False)
+    if offload:
+        def func(fn, *args, **kwargs):  # noqa: F811 - saved inputs of checkpointed layers go to pinned host memory
+            with torch.autograd.graph.save_on_cpu(pin_memory=True):
+                return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i in chosen
+        layer._gradient_checkpointing_func = func
+    base = getattr(model, "get_base_model", lambda: model)()
+    if hasattr(base, "model"):
+        base.model.gradient_checkpointing = bool(chosen)
+    return sorted(chosen)
+
+
+def _probe_peak(trainer, inputs, n_ckpt: int) -> int:
+    model = trainer.model
+    set_checkpointed_layers(model, n_ckpt)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    with trainer.compute_loss_context_manager(), trainer.autocast_smart_context_manager():
+        loss = trainer.compute_loss(model, inputs)
+    loss.backward()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    model.zero_grad(set_to_none=True)
+    del loss
+    return peak
+
+
+def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = 0.75, probe_layers: int = 4) -> dict:
+    """Checkpoint as few decoder layers as keep the peak under ``budget_gib``, measured on this GPU: one probe
+    micro-batch (the longest packed row) with every layer checkpointed, one with ``probe_layers`` fewer."""
+    layers = decoder_layers(trainer.model)
+    n = len(layers)
+    plan = {"layers": n, "budget_gib": budget_gib, "margin_gib": margin_gib}
+    if not torch.cuda.is_available():
+        plan.update(checkpointed=n, note="no CUDA: every layer checkpointed")
+        set_checkpointed_layers(trainer.model, n)
+        return plan
+    loader = trainer.get_train_dataloader()
+    best = None
+    for i, batch in enumerate(loader):  # the longest of the first few rows
+        size = batch["input_ids"].numel()
+        if best is None or size > best["input_ids"].numel():
+            best = batch
+        if i >= 3:
+            break
+    inputs = trainer._prepare_inputs(best)
+    # optimizer state (paged AdamW 32-bit: 8 bytes per LoRA parameter) and LoRA grads live beside the peak
+    lora = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    extra = lora * (8 + 4)
+    p_all = _probe_peak(trainer, inputs, n)
+    k = min(probe_layers, n)
+    p_less = _probe_peak(trainer, inputs, n - k)
+    per_layer = max((p_less - p_all) / k, 1)
+    room = budget_gib * GIB - margin_gib * GIB - p_all - extra
+    free = max(0, min(n, int(room // per_layer)))
+    plan.update(tokens=int(inputs["input_ids"].numel()), peak_all_ckpt_gib=p_all / GIB,
+                per_uncheckpointed_layer_gib=per_layer / GIB, checkpointed=n - free,
+                predicted_peak_gib=(p_all + extra + free * per_layer) / GIB)
+    plan["checkpointed_layers"] = set_checkpointed_layers(trainer.model, n - free)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return plan
+
+
+def prepare_model(model, attention: str = "varlen", liger: bool = False) -> dict:
+    """Fast-path model changes after loading (before the trainer wraps it); returns what was done."""
+    done = configure_runtime()
+    if attention == "varlen":
+        done["attn_implementation"] = use_varlen_attention(model)
+        done["varlen_kernel"] = varlen_available()
+    if not liger:
+        done["lean_mlp_layers"] = lean_mlp(model)
+    return done
