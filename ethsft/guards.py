@@ -1,0 +1,328 @@
+"""Training-time safety: atomic checkpoints, stop-on-signal, stop-on-NaN, the overfitting warning, and the
+next setting to try after CUDA out of memory.
+
+Why a Trainer mixin for checkpoints (transformers 5.17, ``Trainer._save_checkpoint``): the Trainer writes
+``checkpoint-N`` in place (model, optimizer, scheduler, RNG, then ``trainer_state.json``), so a kill -9 mid-save
+leaves a folder that looks like a checkpoint. :class:`RobustTrainerMixin` writes ``.tmp-checkpoint-N`` and
+renames it to ``checkpoint-N`` once every process has finished writing (DeepSpeed writes its shards from every
+rank); rotation (``save_total_limit``, which globs ``checkpoint-*``) and ``best_model_checkpoint`` only ever
+see complete folders. ``outputs.COMPLETE_MARKER`` stays as a second guard for folders from other tools.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".old-"
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped early on purpose (signal, NaN loss, out of memory); ``exit_code`` for the CLI."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------------------------------------------
+# atomic checkpoints + non-finite loss detection
+
+
+class RobustTrainerMixin:
+    """Mix in first, before ``SFTTrainer`` (or the intent-metrics trainer)."""
+
+    nonfinite: tuple[int, float] | None = None  # (step, loss) of the first non-finite training loss
+    last_checkpoint: str | None = None
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        # transformers' logging_nan_inf_filter hides a NaN step in the logged average: look at each step here
+        if self.nonfinite is None and not bool(torch.isfinite(loss.detach()).all()):
+            self.nonfinite = (self.state.global_step + 1, float(loss.detach().float().mean()))
+        return loss
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume with the adapter in the dtype it trained in. TRL keeps QLoRA adapters in bf16, but PEFT's
+        ``load_adapter`` (autocast_adapter_dtype) reloads them in fp32: without this the resumed run trains at
+        another precision and its losses drift from the uninterrupted run's. The optimizer is created after this
+        (non-DeepSpeed path), so it sees the restored parameters."""
+        target = model if model is not None else self.model
+        dtypes = {n: p.dtype for n, p in target.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, param in target.named_parameters():
+            if name in dtypes and param.dtype != dtypes[name]:
+                param.data = param.data.to(dtypes[name])
+
+    def _save_checkpoint(self, model, trial):
+        """transformers 5.17's ``Trainer._save_checkpoint``, written to ``.tmp-checkpoint-N`` then renamed."""
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        if hasattr(self, "create_model_card"):  # what TRL's SFTTrainer._save_checkpoint adds
+            name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
+            self.create_model_card(model_name=name)
+
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        final = os.path.join(run_dir, folder)
+        tmp = os.path.join(run_dir, TMP_PREFIX + folder)
+        if self.args.should_save and os.path.exists(tmp):
+            shutil.rmtree(tmp)  # left by a process killed while saving
+        self.accelerator.wait_for_everyone()
+
+        self.save_model(tmp, _internal_call=True)
+        if self.state.best_global_step:
+            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+            if os.path.exists(best) or self.state.best_global_step == self.state.global_step:
+                self.state.best_model_checkpoint = best  # the name it has once complete
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(tmp)
+            self._save_scaler(tmp)
+            self._save_rng_state(tmp)
+        if self.args.should_save:
+            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+                name = cb.__class__.__name__
+                if isinstance(self.state.stateful_callbacks.get(name), list):
+                    self.state.stateful_callbacks[name].append(cb.state())
+                else:
+                    self.state.stateful_callbacks[name] = cb.state()
+            self.state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
+
+        self.accelerator.wait_for_everyone()  # every rank (DeepSpeed shards) has written into tmp
+        if self.args.should_save:
+            publish(tmp, final)
+        self.accelerator.wait_for_everyone()
+        self.last_checkpoint = final
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+def publish(tmp: str, final: str) -> None:
+    """Rename a fully written ``tmp`` folder to ``final`` (replacing an older folder of that name)."""
+    _fsync_tree(tmp)
+    if os.path.exists(final):  # e.g. from an earlier run into this folder with --overwrite
+        trash = os.path.join(os.path.dirname(final), TRASH_PREFIX + os.path.basename(final))
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(os.path.dirname(final))
+
+
+def _fsync_tree(root: str) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def robust_trainer_class(base):
+    """``base`` (SFTTrainer or the intent-metrics trainer) with :class:`RobustTrainerMixin` first in the MRO."""
+    cached = _CLASSES.get(base)
+    if cached is None:
+        cached = _CLASSES[base] = type(f"Robust{base.__name__}", (RobustTrainerMixin, base), {})
+    return cached
+
+
+_CLASSES: dict = {}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SIGTERM / SIGINT and NaN: stop at the end of the current step
+
+
+class StopGuard(TrainerCallback):
+    """First SIGTERM/SIGINT: finish the step, save a checkpoint, stop. Second: exit at once.
+    A non-finite training loss: stop without saving, so the last good checkpoint stays the newest.
+
+    Under several processes the decision is shared (one small all-reduce per optimizer step), so that every rank
+    saves and stops at the same step even if only one of them got the signal.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, trainer=None, exit_fn=os._exit, stream=None):
+        self.trainer = trainer
+        self.exit_fn = exit_fn
+        self.stream = stream
+        self.received: int | None = None  # signal number
+        self.stopped_at: int | None = None  # step at which training stopped for the signal
+        self.nonfinite: tuple[int, float] | None = None
+        self._previous: dict = {}
+
+    def install(self) -> "StopGuard":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _say(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        print(line, file=stream, flush=True)
+
+    def handle(self, signum, frame=None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            self._say(f"ethsft: second {name}: exiting now, without a checkpoint")
+            self.exit_fn(128 + signum)
+            return
+        self.received = signum
+        self._say(f"ethsft: {name} received: finishing the current step, then saving a checkpoint and stopping "
+                  f"(send {name} again to exit at once)")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        nonfinite = getattr(self.trainer, "nonfinite", None)
+        flags = [1.0 if self.received is not None else 0.0, 1.0 if nonfinite is not None else 0.0]
+        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            t = torch.tensor(flags, device=args.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            flags = t.tolist()
+        if flags[1]:
+            self.nonfinite = nonfinite or (state.global_step, float("nan"))
+            control.should_save = False  # keep the last good checkpoint the newest one
+            control.should_evaluate = False
+            control.should_training_stop = True
+        elif flags[0]:
+            if self.received is None:
+                self.received = signal.SIGTERM  # another rank got it
+            self.stopped_at = state.global_step
+            control.should_save = True  # even with save_strategy "no": a stop must be resumable
+            control.should_training_stop = True
+        return control
+
+
+# --------------------------------------------------------------------------------------------------------------
+# overfitting warning
+
+
+class OverfitWarning(TrainerCallback):
+    """Warn once when eval loss has risen for ``patience`` evaluations in a row while train loss fell."""
+
+    def __init__(self, say, patience: int = 3, early_stopping: bool = False):
+        self.say = say
+        self.patience = patience
+        self.early_stopping = early_stopping
+        self.points: list[tuple[int, float, float | None]] = []  # (step, eval loss, latest train loss)
+        self.train_loss: float | None = None
+        self.warned = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        if "loss" in logs and isinstance(logs["loss"], (int, float)) and math.isfinite(logs["loss"]):
+            self.train_loss = float(logs["loss"])
+        if "eval_loss" in logs and state.is_world_process_zero:
+            self.points.append((state.global_step, float(logs["eval_loss"]), self.train_loss))
+            self.check()
+
+    def check(self) -> str | None:
+        n = self.patience
+        if self.warned or len(self.points) < n + 1:
+            return None
+        window = self.points[-(n + 1):]
+        evals = [p[1] for p in window]
+        trains = [p[2] for p in window]
+        rising = all(b > a for a, b in zip(evals, evals[1:]))
+        falling = None not in trains and trains[-1] < trains[0]
+        if not (rising and falling):
+            return None
+        self.warned = True
+        hint = ("early stopping (training.early_stopping_patience) is on and will stop the run"
+                if self.early_stopping else
+                "set training.early_stopping_patience (e.g. 3) to stop at the best evaluation")
+        message = (f"Warning: validation loss has risen for {n} evaluations in a row ({evals[0]:.4f} -> "
+                   f"{evals[-1]:.4f}, steps {window[0][0]}-{window[-1][0]}) while training loss fell "
+                   f"({trains[0]:.4f} -> {trains[-1]:.4f}): the model is overfitting. {hint.capitalize()}, or train "
+                   "fewer epochs (training.num_train_epochs); load_best_model_at_end keeps the best checkpoint.")
+        self.say(message)
+        return message
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CUDA out of memory: the guide's order
+
+
+def oom_advice(s) -> list[str]:
+    """The next concrete settings to try after CUDA OOM, in the guide's order: sequence length, accumulation
+    (smaller micro batch, same effective batch), LoRA rank, gradient checkpointing. Settings at their floor are
+    skipped."""
+    steps = []
+    if s.data.max_length > 512:
+        steps.append(f"--set data.max_length={max(512, s.data.max_length // 2)} (now {s.data.max_length})")
+    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
+    if micro > 1:
+        new_micro = micro // 2
+        steps.append(f"--batch-size {new_micro} --gradient-accumulation {accum * micro // new_micro} "
+                     f"(now {micro} x {accum}: same effective batch, less memory per step)")
+    if s.lora.r > 8:
+        steps.append(f"--set lora.r={s.lora.r // 2} --set lora.alpha={max(1, s.lora.alpha // 2)} "
+                     f"(now r={s.lora.r}, alpha={s.lora.alpha})")
+    if not s.optimization.gradient_checkpointing:
+        steps.append("--set optimization.gradient_checkpointing=true (now false)")
+    return steps
+
+
+def oom_message(s, checkpoint: str | None, step: int | None) -> str:
+    steps = oom_advice(s)
+    lines = [f"ethsft: CUDA out of memory{f' at step {step}' if step is not None else ''}."]
+    if steps:
+        lines.append(f"Try next: {steps[0]}")
+        lines += [f"  then: {x}" for x in steps[1:]]
+    else:
+        lines.append("Every setting the guide lists is already at its floor (max_length 512, micro batch 1, "
+                     "LoRA r 8, gradient checkpointing on): use a GPU with more memory.")
+    if checkpoint:
+        lines.append(f"The last checkpoint is kept: {checkpoint}")
+    return "\n".join(lines)
+
+
+def last_complete_checkpoint(out: Path) -> str | None:
+    from .outputs import complete_checkpoints
+
+    found = complete_checkpoints(Path(out))
+    return str(found[-1]) if found else None
