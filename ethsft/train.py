@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import click
 
 from .config import ConfigError, Settings, load_settings
 from .data import DataError
+from .guards import TrainingStopped
 from .reporting import LOG_FILE, PLOT_FILE, SUMMARY_FILE, ProgressBar, ProgressReporter, fmt_duration, say
 
 # Guide flag -> schema key. Everything else goes through --set section.key=value.
@@ -50,7 +53,10 @@ def train_options(f):
         click.option("--dry-run", is_flag=True,
                      help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
         click.option("--deepspeed", "deepspeed_config", default=None,
-                     help="DeepSpeed JSON (set by the `deepspeed` launcher; accelerate users pass a launch config)."),
+                     help="A DeepSpeed JSON (as the `deepspeed` launcher passes it); with --num-processes also "
+                          "zero2, zero3 or ddp, naming a file in launch/."),
+        click.option("--num-processes", type=int, default=None,
+                     help="Hand over to `accelerate launch` with this many processes (GPUs)."),
         click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
     ]
     for option in reversed(options):
@@ -78,6 +84,7 @@ class Prepared:
     memory_after_load_gb: float | None
     resume: Path | None
     started: float
+    guard: object = None  # guards.StopGuard: SIGTERM/SIGINT and NaN loss stop at the end of a step
 
 
 def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
@@ -93,6 +100,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
 
     from .data import read_records, split_paths, tokenize_split
     from .evaluation.callback import attach, intent_sft_trainer
+    from .guards import OverfitWarning, StopGuard, robust_trainer_class
     from .hf_args import lora_config, resolve_precision, sft_config
     from .modeling import load_model, load_tokenizer, memory_gb, model_source
     from .outputs import check_output_dir, find_resume_checkpoint
@@ -116,6 +124,10 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     # --- data ------------------------------------------------------------------------------------------
     source = model_source(s)
     paths = split_paths(s.data.dataset_dir)
+    if not Path(source).exists():  # a hub id: gated/missing and too little disk are said before the download
+        from .hub import check_download
+
+        check_download(source, s.model.cache_dir, s.model.revision)
     tokenizer = load_tokenizer(s, source)
     say("\nLoading dataset...", log_path, is_main)
     datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
@@ -152,11 +164,17 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     callbacks = [ProgressReporter(log_path)] if is_main else []
     if s.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.training.early_stopping_patience))
+    callbacks.append(OverfitWarning(lambda line: say(line, log_path, is_main),
+                                    early_stopping=bool(s.training.early_stopping_patience)))
+    guard = StopGuard()
+    callbacks.append(guard)
     say("\nInitializing LoRA adapters...", log_path, is_main)
     accuracy_samples = s.logging.eval_accuracy_samples if eval_ds is not None else 0
     trainer_cls = intent_sft_trainer() if accuracy_samples else SFTTrainer  # intent accuracy beside eval_loss
+    trainer_cls = robust_trainer_class(trainer_cls)  # atomic checkpoints, NaN detection (ethsft.guards)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
+    guard.trainer = trainer
     attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
     trainer.remove_callback(ProgressCallback)
     for callback in trainer.callback_handler.callbacks:
@@ -173,19 +191,89 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
-                    resume, started)
+                    resume, started, guard)
 
 
-def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None) -> dict:
-    """Train one QLoRA adapter as ``s`` says; returns the run summary."""
-    from .reporting import peak_vram_gb, plot_losses, write_json_atomic
+def resume_command(argv: list[str] | None = None) -> str:
+    """This process's command line with ``--resume-from-checkpoint latest`` (and without ``--overwrite``)."""
+    argv = list(sys.argv if argv is None else argv)
+    prog = Path(argv[0]).name if argv else ""
+    head = ["python", "-m", "ethsft.train"] if prog in ("train.py", "-m", "") else [prog]
+    args, skip = [], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--resume-from-checkpoint":
+            skip = True
+            continue
+        if a.startswith("--resume-from-checkpoint=") or a == "--overwrite" or a.startswith("--local_rank") \
+                or a.startswith("--local-rank"):
+            continue
+        args.append(a)
+    return " ".join(shlex.quote(x) for x in head + args + ["--resume-from-checkpoint", "latest"])
+
+
+def _train(p: Prepared, s: Settings):
+    """``trainer.train`` with the stop guard's signal handlers on; stops (signal, NaN, OOM) become TrainingStopped."""
+    import signal
+
+    import torch
+
+    from .guards import last_complete_checkpoint, oom_message
+
+    trainer, guard = p.trainer, p.guard
+    if guard is not None:
+        guard.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(p.resume) if p.resume else None)
+    except torch.OutOfMemoryError:
+        step = trainer.state.global_step
+        raise TrainingStopped(oom_message(s, last_complete_checkpoint(p.out), step + 1), exit_code=1) from None
+    finally:
+        if guard is not None:
+            guard.uninstall()
+    if guard is None:
+        return result
+    if guard.nonfinite is not None:
+        step, loss = guard.nonfinite
+        kept = last_complete_checkpoint(p.out)
+        lr = s.training.learning_rate
+        raise TrainingStopped(
+            f"ethsft: training loss became {loss} at step {step}: stopped without saving, so no checkpoint holds the "
+            f"diverged weights. Last good checkpoint: {kept or 'none (it diverged before the first save)'}. Lower "
+            f"the learning rate (now {lr:g}; try --learning-rate {lr / 4:g}) and train again; check the data for "
+            "empty or extreme samples if it persists.", exit_code=1)
+    if guard.received is not None and guard.stopped_at is not None:
+        name = signal.Signals(guard.received).name
+        ckpt = getattr(trainer, "last_checkpoint", None) or last_complete_checkpoint(p.out)
+        raise TrainingStopped(f"ethsft: stopped by {name} at step {guard.stopped_at}; checkpoint saved to {ckpt}; "
+                              f"resume with: {resume_command()}", exit_code=128 + guard.received)
+    return result
+
+
+def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None,
+        callbacks: list | None = None) -> dict:
+    """Train one QLoRA adapter as ``s`` says; returns the run summary. Raises ``guards.TrainingStopped`` when
+    a signal, a non-finite loss or CUDA out of memory stops training early (the last checkpoint is kept)."""
+    from .reporting import peak_vram_gb, plot_losses, run_environment, write_json_atomic
 
     p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
     trainer, out, log_path, is_main = p.trainer, p.out, p.log_path, p.is_main
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
 
     # --- train -----------------------------------------------------------------------------------------
     say("\nStarting training..." if p.resume is None else f"\nResuming training from {p.resume}...", log_path, is_main)
-    result = trainer.train(resume_from_checkpoint=str(p.resume) if p.resume else None)
+    try:
+        result = _train(p, s)
+    except TrainingStopped as e:
+        if is_main and log_path is not None:  # in training_logs.txt too; the CLI prints it on stderr
+            from .reporting import redact_text
+
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(redact_text(str(e)) + "\n")
+        raise
 
     # --- save, evaluate, report ------------------------------------------------------------------------
     trainer.save_model(str(out))  # adapter (safetensors) + tokenizer; under ZeRO-3 gathered from all ranks
@@ -217,6 +305,7 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
         "resumed_from": str(p.resume) if p.resume else None,
         "log_history": trainer.state.log_history,
         "settings": s.to_dict(),
+        "environment": run_environment(),
     }
     if is_main:
         say("\nTraining complete!", log_path)
@@ -235,21 +324,45 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
 
 @click.command("train")
 @train_options
-def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, local_rank, **flags):
+def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, num_processes, local_rank,
+         **flags):
     """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
     from .hf_args import describe
+    from .launcher import accelerate_command, inside_launcher, strip_launch_flags
+
+    if num_processes and not inside_launcher() and not dry_run:
+        import os
+        import sys
+
+        try:
+            settings_from_cli(config_path, sets, overwrite, **flags)  # fail on a bad config before spawning
+            given = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]  # `ethsft train` or `-m ethsft.train`
+            cmd = accelerate_command(num_processes, deepspeed_config, strip_launch_flags(given))
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            raise click.UsageError(str(e)) from None
+        click.echo("ethsft: handing over to: " + " ".join(cmd), err=True)
+        os.execvp(cmd[0], cmd)
 
     try:
         settings = settings_from_cli(config_path, sets, overwrite, **flags)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if dry_run:
-        click.echo(describe(settings))
+        import yaml
+
+        from .reporting import redact_text, run_environment
+
+        env = run_environment()
+        text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
+        click.echo(redact_text(text))
         return
     try:
         run(settings, resume_from_checkpoint, deepspeed_config)
     except (ConfigError, DataError) as e:
         raise click.ClickException(str(e)) from None
+    except TrainingStopped as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(e.exit_code) from None
 
 
 if __name__ == "__main__":
