@@ -26,12 +26,12 @@ def read_records(path: str | Path) -> list[dict]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); "
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (column {e.start + 1}: byte {raw[e.start:e.start + 1]!r}); "
                                 "re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.rstrip("\r\n"))  # so that an error's column is on this line
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
                                 "expected one object per line with instruction, input, output") from None

@@ -23,18 +23,36 @@ def model_source(s: Settings) -> str:
     return str(Path(name).expanduser()) if looks_local else name
 
 
+def _from_hub(load, source: str, **kwargs):
+    """``load(source, **kwargs)``; a hub failure (gated, 401/403, missing id, offline) becomes a clear HubError."""
+    try:
+        return load(source, **kwargs)
+    except (OSError, ValueError) as e:
+        from .hub import explain_hub_error
+
+        err = None if Path(source).exists() else explain_hub_error(e, source)
+        if err is not None:
+            raise err from None
+        raise
+
+
 def load_tokenizer(s: Settings, source: str | None = None):
     from transformers import AutoTokenizer
 
     source = source or model_source(s)
-    tok = AutoTokenizer.from_pretrained(source, cache_dir=s.model.cache_dir, revision=s.model.revision,
-                                        trust_remote_code=s.model.trust_remote_code)
+    tok = _from_hub(AutoTokenizer.from_pretrained, source, cache_dir=s.model.cache_dir, revision=s.model.revision,
+                    trust_remote_code=s.model.trust_remote_code)
     choice = s.model.chat_template
-    if choice == "mistral" or (choice == "auto" and not tok.chat_template):
+    if choice == "none":
+        if not tok.chat_template:
+            raise ConfigError(f"the tokenizer of {source} has no chat template and model.chat_template is 'none': "
+                              "set model.chat_template to 'mistral' (ethsft's packaged Mistral-Instruct template), "
+                              "'auto', or the path of a .jinja template file")
+    elif choice == "mistral" or (choice == "auto" and not tok.chat_template):
         if choice == "auto":
             notice(f"{source} has no chat template: using ethsft's packaged Mistral-Instruct template")
         tok.chat_template = load_template("mistral_instruct")
-    elif choice not in ("auto", "mistral"):
+    elif choice != "auto":
         path = Path(choice)
         if not path.is_file():
             raise ConfigError(f"model.chat_template: file not found: {choice}")
@@ -76,7 +94,8 @@ def load_model(s: Settings, precision: Precision | None = None, source: str | No
     dtype = precision.compute_dtype if torch.cuda.is_available() else torch.float32
     if quant is not None and s.quantization.bnb_4bit_quant_storage:
         dtype = quant.bnb_4bit_quant_storage  # ZeRO-3 shards 4-bit weights stored in this dtype
-    model = AutoModelForCausalLM.from_pretrained(
+    model = _from_hub(
+        AutoModelForCausalLM.from_pretrained,
         source,
         cache_dir=s.model.cache_dir,
         revision=s.model.revision,

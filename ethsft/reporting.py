@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -26,10 +27,56 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h {m}m" if h else (f"{m}m {s}s" if m else f"{s}s")
 
 
+# --- secrets: never in logs, run_summary.json or the resolved config --------------------------------------------
+SECRET_NAME = re.compile(r"token|key|secret|passw(or)?d|credential|auth", re.IGNORECASE)
+NOT_SECRET_NAMES = {"max_new_tokens", "include_num_input_tokens_seen"}  # names that match but hold no secret
+HF_TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+REDACTED = "<redacted>"
+ENV_PREFIXES = ("HF_", "HUGGING_FACE_", "TRANSFORMERS_", "ACCELERATE_", "WANDB_", "MLFLOW_", "CUDA_VISIBLE_DEVICES",
+                "PYTORCH_CUDA_ALLOC_CONF", "ETHSFT_", "OMP_NUM_THREADS")
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and name not in NOT_SECRET_NAMES
+
+
+def _secret_values() -> list[str]:
+    """Values of environment variables whose names say they are secrets (longest first)."""
+    values = {v for k, v in os.environ.items() if is_secret_name(k) and v and len(v) >= 6}
+    return sorted(values, key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with secret environment values and Hugging Face tokens replaced by <redacted>."""
+    for value in _secret_values():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return HF_TOKEN_RE.sub(REDACTED, text)
+
+
+def redact(obj):
+    """A copy of ``obj`` (dicts, lists, strings) where string values under secret-looking names, secret environment
+    values and Hugging Face tokens are <redacted>. Numbers stay (e.g. ``train_tokens`` is a count)."""
+    if isinstance(obj, dict):
+        return {k: (REDACTED if isinstance(v, str) and v and is_secret_name(str(k)) else redact(v))
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj)
+    return obj
+
+
+def run_environment() -> dict[str, str]:
+    """The environment variables that shape a run (hub, trackers, devices), secrets redacted."""
+    return redact({k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)})
+
+
 def say(line: str, log_path: Path | None, is_main: bool = True) -> None:
     """Print ``line`` (above any progress bar) and append it to the run's log file (main process only)."""
     if not is_main:
         return
+    line = redact_text(line)
     tqdm.write(line)
     if log_path is not None:
         with open(log_path, "a", encoding="utf-8") as fh:
@@ -112,6 +159,7 @@ def peak_vram_gb() -> float | None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    """``data`` as JSON (secrets redacted), written to a temporary file and renamed into place."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(redact_text(json.dumps(redact(data), indent=2, default=str)) + "\n", encoding="utf-8")
     os.replace(tmp, path)
