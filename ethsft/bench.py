@@ -1,0 +1,388 @@
+"""`ethsft bench`: the guide's settings vs TRL's best built-in setup vs ethsft's fast path, one GPU, one run.
+
+Every mode trains ``warmup + steps`` optimizer steps (accumulation 1: one micro-batch a step) of the same
+QLoRA job (embedded random-weight model of ``--model-shape`` in 4-bit, r=16 on q/v, paged AdamW 32-bit) on the
+same prepared synth dataset (real transaction lengths, the Mistral tokenizer), through ethsft's own
+``build_trainer``. Modes (``--modes``, comma separated; ``name:key=value;key=value`` overrides a mode's knobs):
+
+  a      the guide's settings: batch 1, no packing, sdpa, every layer checkpointed
+  a'     TRL's best built-in setup at the same budget: packing (bfd) + flex_attention + Liger (when installed),
+         every layer checkpointed
+  b      ethsft's fast path: packing + varlen attention (cuDNN SDPA off) + lean SwiGLU or Liger,
+         checkpointing fitted to --vram by measurement
+  b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
+
+Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
+(tokens per packed row / max_length), batch, vram (GiB), packing (0|1), path (ethsft|trl), offload (0|1).
+
+Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
+step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
+backward (2 P) of the P matmul weights a token passes (every decoder linear + lm_head; frozen 4-bit weights need no
+weight gradient, LoRA's own FLOPs are < 0.5% and left out), attention 4 L h c forward + 8 L h c backward with c the
+mean attended context per token. HFU adds what checkpointing recomputes (2 P + 4 L h c per checkpointed fraction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GIB = 2**30
+
+MODES = {
+    "a": dict(path="trl", packing=0, attn="sdpa", liger="0", ckpt="all", rows=2048, batch=1,
+              label="guide: batch 1, no packing, sdpa, full ckpt"),
+    "a'": dict(path="trl", packing=1, attn="flex_attention", liger="auto", ckpt="all", rows=8192, batch=1,
+               label="TRL best: packing bfd + flex + liger, full ckpt"),
+    "b": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=8192, batch=1,
+              label="ethsft fast path"),
+    "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
+                label="ethsft fast path, 80GB preset"),
+}
+PEAK_TFLOPS = {"H100": 989.5, "H200": 989.5, "H800": 989.5, "A100": 312.0, "L40S": 362.0, "4090": 165.2}
+
+
+def parse_modes(text: str) -> list[tuple[str, dict]]:
+    """``"a,a',b:attn=flex_attention;rows=4096"`` -> [(name, knobs)]; a name is a base mode plus overrides."""
+    out = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        base, _, rest = part.partition(":")
+        if base not in MODES:
+            raise ValueError(f"unknown mode {base!r}; choose from {', '.join(MODES)} (with :key=value;... overrides)")
+        knobs = dict(MODES[base], base=base)
+        for kv in [x for x in rest.split(";") if x]:
+            k, _, v = kv.partition("=")
+            if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "vram", "offload", "label"):
+                raise ValueError(f"mode {part!r}: unknown knob {k!r}")
+            knobs[k] = int(v) if k in ("rows", "batch", "packing", "offload") else (float(v) if k == "vram" else v)
+        if rest:
+            knobs["label"] = MODES[base]["label"] + f" [{rest}]"
+        out.append((part, knobs))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+def prepare_data(root: Path, samples: int, seed: int = 0) -> Path:
+    from .eth.prepare import prepare
+    from .eth.synth import generate_rows, write_rows
+
+    out = root / "datasets"
+    if (out / "train.jsonl").exists():
+        return out
+    raw = root / "decoded.csv"
+    write_rows(raw, generate_rows(samples, seed=seed))
+    prepare(raw, out, seed=seed, progress=False, count_tokens=False)
+    return out
+
+
+def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: int, vram: float):
+    from .config import load_settings
+
+    cuda = _cuda()
+    liger = _liger_on(knobs)
+    ckpt = str(knobs["ckpt"])
+    attn = knobs["attn"]
+    overrides = {
+        "model.base_model": f"embedded:{shape}", "model.cache_dir": None,
+        "model.attn_implementation": "sdpa" if attn == "varlen" else attn,
+        "data.dataset_dir": str(dataset), "data.max_length": int(knobs["rows"]), "data.packing": bool(knobs["packing"]),
+        "training.output_dir": str(output), "training.overwrite": True, "training.max_steps": steps,
+        "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": 1,
+        "training.warmup_steps": 0,
+        "optimization.gradient_checkpointing": ckpt == "all",
+        "optimization.use_liger_kernel": liger,
+        "logging.eval_strategy": "no", "logging.save_strategy": "no", "logging.load_best_model_at_end": False,
+        "logging.logging_steps": 1000, "logging.report_to": "none", "logging.eval_accuracy_samples": 0,
+    }
+    if not cuda:
+        overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
+                          "optimization.bf16": False})
+    return load_settings(REPO / "configs" / "training_config.yaml", overrides, [])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _liger_on(knobs) -> bool:
+    from .fastpath import liger_available
+
+    v = str(knobs.get("liger", "0"))
+    return liger_available() and _cuda() if v == "auto" else v in ("1", "true", "True")
+
+
+def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, steps: int, vram: float,
+             workdir: Path) -> dict:
+    """Build and train one mode in this process; returns its measurements."""
+    import torch
+    from transformers import TrainerCallback
+
+    from . import fastpath, hf_args, modeling
+    from .train import build_trainer
+
+    vram = float(knobs.get("vram", vram))
+    ethsft_path = knobs["path"] == "ethsft"
+    ckpt = str(knobs["ckpt"])
+    liger = _liger_on(knobs)
+    s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", warmup + steps, vram)
+    done = {}
+    orig_load, orig_cfg = modeling.load_model, hf_args.sft_config
+
+    def load_model(*a, **k):
+        model = orig_load(*a, **k)
+        if ethsft_path:
+            done.update(fastpath.prepare_model(model, attention=knobs["attn"], liger=liger))
+        elif knobs["attn"] == "varlen":
+            done["attn_implementation"] = fastpath.use_varlen_attention(model)
+        return model
+
+    def sft_config(*a, **k):
+        cfg = orig_cfg(*a, **k)
+        cfg.disable_tqdm = True
+        return cfg
+
+    modeling.load_model, hf_args.sft_config = load_model, sft_config
+    try:
+        t0 = time.perf_counter()
+        prepared = build_trainer(s)
+        build_s = time.perf_counter() - t0
+    finally:
+        modeling.load_model, hf_args.sft_config = orig_load, orig_cfg
+    trainer = prepared.trainer
+    n_layers = len(fastpath.decoder_layers(trainer.model))
+    plan = {}
+    if ckpt == "fit":
+        try:
+            plan = fastpath.fit_checkpointing(trainer, vram)
+        except Exception as e:  # a failed probe (e.g. OOM at this row length) falls back to full checkpointing
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            plan = {"checkpointed": n_layers, "checkpointed_layers": fastpath.set_checkpointed_layers(
+                trainer.model, n_layers), "probe_error": f"{type(e).__name__}: {e}"[:500]}
+    elif ckpt == "none":
+        fastpath.set_checkpointed_layers(trainer.model, 0)
+        plan = {"checkpointed": 0}
+    elif ckpt.isdigit():
+        plan = {"checkpointed_layers": fastpath.set_checkpointed_layers(trainer.model, int(ckpt),
+                                                                         bool(knobs.get("offload")))}
+        plan["checkpointed"] = int(ckpt)
+    else:
+        plan = {"checkpointed": n_layers}
+    checkpointed = plan.get("checkpointed", n_layers)
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.marks = []
+
+        def _mark(self, state):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.marks.append((time.perf_counter(), state.num_input_tokens_seen))
+
+        def on_train_begin(self, args, state, control, **kw):
+            self._mark(state)
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+
+        def on_step_end(self, args, state, control, **kw):
+            self._mark(state)
+
+    timer = Timer()
+    trainer.add_callback(timer)
+    trainer.train()
+    marks = timer.marks
+    step_s = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
+    step_tok = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
+    m0 = marks[min(warmup, len(marks) - 1)]
+    tokens = marks[-1][1] - m0[1]
+    seconds = marks[-1][0] - m0[0]
+    res = {
+        "mode": name, "label": knobs["label"], "knobs": knobs, "fastpath": done, "checkpointing": plan,
+        "checkpointed_fraction": checkpointed / max(n_layers, 1), "liger": liger,
+        "attn_implementation": trainer.model.config._attn_implementation,
+        "build_s": build_s, "measured_steps": len(step_s) - warmup, "tokens": tokens, "seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds > 0 else None,
+        "step_s": step_s, "step_tokens": step_tok,
+        "train_loss_last": next((h.get("train_loss") for h in reversed(trainer.state.log_history)
+                                 if "train_loss" in h), None),
+    }
+    if torch.cuda.is_available():
+        res["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
+        res["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+        res["device"] = torch.cuda.get_device_name(0)
+    lengths = [n for r in prepared.lengths if r.split == "train" for n in r.lengths]
+    res["flops"] = flops_per_token(trainer.model.config, lengths, int(knobs["rows"]), res["checkpointed_fraction"])
+    return res
+
+
+def flops_per_token(cfg, lengths: list[int], max_length: int, ckpt_fraction: float) -> dict:
+    """FLOPs per real token (see the module docstring for the formula)."""
+    h, inter, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    head = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
+    q = cfg.num_attention_heads * head
+    kv = cfg.num_key_value_heads * head
+    P = L * (h * q + 2 * h * kv + q * h + 3 * h * inter) + h * cfg.vocab_size
+    lens = [min(n, max_length) for n in lengths] or [1]
+    c = sum(n * (n + 1) / 2 for n in lens) / sum(lens)
+    model = 4 * P + 12 * L * q * c
+    hardware = model + ckpt_fraction * (2 * P + 4 * L * q * c)
+    return {"matmul_params": P, "mean_context": c, "model_flops_per_token": model,
+            "hardware_flops_per_token": hardware}
+
+
+def peak_tflops(device: str | None, given: float | None) -> float | None:
+    if given:
+        return given
+    for key, v in PEAK_TFLOPS.items():
+        if device and key in device:
+            return v
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+def run_bench(shape: str = "mistral-7b", modes: str = "a,a',b", vram: float = 12.0, warmup: int = 2, steps: int = 6,
+              samples: int = 2000, out: str | None = None, isolate: bool | None = None, mode_timeout: int = 180,
+              peak: float | None = None, echo=print) -> dict:
+    from .embedded import resolve
+
+    parsed = parse_modes(modes)
+    isolate = _cuda() if isolate is None else isolate
+    work = Path(tempfile.mkdtemp(prefix="ethsft-bench-"))
+    t0 = time.perf_counter()
+    echo(f"ethsft bench: model {shape}, modes {', '.join(n for n, _ in parsed)}, budget {vram:g} GiB, "
+         f"{warmup}+{steps} steps")
+    path = resolve(f"embedded:{shape}")
+    if _cuda():
+        import torch
+
+        torch.cuda.empty_cache()
+    echo(f"  model ready ({time.perf_counter() - t0:.0f} s): {path}")
+    dataset = prepare_data(work, samples)
+    echo(f"  data ready ({time.perf_counter() - t0:.0f} s): {dataset}")
+    results = []
+    for name, knobs in parsed:
+        t = time.perf_counter()
+        if isolate:
+            res = _run_child(name, knobs, shape, dataset, warmup, steps, vram, work, mode_timeout)
+        else:
+            try:
+                res = run_mode(name, knobs, shape, dataset, warmup, steps, vram, work)
+            except Exception as e:  # one failing mode must not lose the others
+                res = {"mode": name, "label": knobs["label"], "error": f"{type(e).__name__}: {e}"[:2000]}
+        res["wall_s"] = time.perf_counter() - t
+        results.append(res)
+        echo(f"  {name}: " + (f"{res['tokens_per_s']:.0f} tok/s, peak {res.get('peak_allocated_gib', 0):.1f} GiB "
+                              f"({res['wall_s']:.0f} s)" if res.get("tokens_per_s") else f"FAILED: {res.get('error')}"))
+    summary = summarize(results, vram, peak)
+    report = {"model_shape": shape, "vram_budget_gib": vram, "warmup_steps": warmup, "measured_steps": steps,
+              "samples": samples, "modes": results, "summary": summary, "total_s": time.perf_counter() - t0,
+              "environment": _env()}
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    echo("")
+    echo(table(report))
+    return report
+
+
+def summarize(results: list[dict], vram: float, peak: float | None) -> dict:
+    ok = {r["mode"]: r for r in results if r.get("tokens_per_s")}
+    for r in ok.values():
+        p = peak_tflops(r.get("device"), peak)
+        if p:
+            r["mfu"] = r["tokens_per_s"] * r["flops"]["model_flops_per_token"] / (p * 1e12)
+            r["hfu"] = r["tokens_per_s"] * r["flops"]["hardware_flops_per_token"] / (p * 1e12)
+            r["peak_tflops"] = p
+    base_a = next((r for r in ok.values() if r.get("knobs", {}).get("base") == "a"), None)
+    base_ap = next((r for r in ok.values() if r.get("knobs", {}).get("base") == "a'"), None)
+    b = next((r for r in ok.values() if r.get("knobs", {}).get("base") == "b"), None)
+    for r in ok.values():
+        if base_a:
+            r["vs_a"] = r["tokens_per_s"] / base_a["tokens_per_s"]
+        if base_ap:
+            r["vs_a_prime"] = r["tokens_per_s"] / base_ap["tokens_per_s"]
+    within = [r for r in ok.values() if r.get("knobs", {}).get("base") not in ("a", "a'") and r.get("knobs", {}).get("path") == "ethsft"
+              and float(r["knobs"].get("vram", vram)) <= vram and r.get("peak_allocated_gib", 0) <= vram]
+    best = max(within, key=lambda r: r["tokens_per_s"], default=None)
+    return {"best_fast_path_within_budget": best["mode"] if best else None,
+            "b_mode": b["mode"] if b else None, "a_mode": base_a["mode"] if base_a else None,
+            "a_prime_mode": base_ap["mode"] if base_ap else None,
+            "b_over_a": b.get("vs_a") if b else None,
+            "b_over_a_prime": b.get("vs_a_prime") if b else None,
+            "best_over_a_prime": best.get("vs_a_prime") if best else None}
+
+
+def table(report: dict) -> str:
+    head = ("| mode | setup | real tok/s | peak alloc GiB | peak reserved GiB | ckpt layers | MFU | HFU | x a | x a' |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for r in report["modes"]:
+        if not r.get("tokens_per_s"):
+            rows.append(f"| {r['mode']} | {r['label']} | failed: {str(r.get('error'))[:80]} | | | | | | | |")
+            continue
+        f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "-"  # noqa: E731
+        ck = r.get("checkpointing", {})
+        rows.append(f"| {r['mode']} | {r['label']} | {r['tokens_per_s']:.0f} | {f(r.get('peak_allocated_gib'), '%.1f')}"
+                    f" | {f(r.get('peak_reserved_gib'), '%.1f')} | {ck.get('checkpointed', '-')} | "
+                    f"{f(r.get('mfu'), '%.3f')} | {f(r.get('hfu'), '%.3f')} | "
+                    f"{f(r.get('vs_a'), '%.2f')} | {f(r.get('vs_a_prime'), '%.2f')} |")
+    s = report["summary"]
+    tail = (f"\nb/a = {s['b_over_a']}, b/a' = {s['b_over_a_prime']}; best fast path within "
+            f"{report['vram_budget_gib']:g} GiB: {s['best_fast_path_within_budget']} "
+            f"(x a' {s['best_over_a_prime']})\nMFU = real tok/s x (4P + 12 L h c) / peak; HFU adds checkpoint "
+            "recompute (see ethsft/bench.py).")
+    return "\n".join(head + tuple(rows)) + tail
+
+
+def _env() -> dict:
+    import importlib.metadata as md
+
+    env = {}
+    for pkg in ("torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel"):
+        try:
+            env[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            env[pkg] = None
+    return env
+
+
+def _run_child(name, knobs, shape, dataset, warmup, steps, vram, work, timeout) -> dict:
+    result = work / f"result-{abs(hash(name)) % 10**8}.json"
+    job = dict(name=name, knobs=knobs, shape=shape, dataset=str(dataset), warmup=warmup, steps=steps, vram=vram,
+               work=str(work), result=str(result))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ethsft.bench", json.dumps(job)], capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    except subprocess.TimeoutExpired as e:
+        tail = (e.stderr or b"")[-1500:] if isinstance(e.stderr, bytes) else (e.stderr or "")[-1500:]
+        return {"mode": name, "label": knobs["label"], "error": f"timed out after {timeout} s", "stderr_tail": str(tail)}
+    if result.exists():
+        return json.loads(result.read_text(encoding="utf-8"))
+    return {"mode": name, "label": knobs["label"], "error": f"exit {proc.returncode}",
+            "stderr_tail": (proc.stderr or "")[-3000:]}
+
+
+def _child(job: dict) -> None:
+    try:
+        res = run_mode(job["name"], job["knobs"], job["shape"], Path(job["dataset"]), job["warmup"], job["steps"],
+                       job["vram"], Path(job["work"]))
+    except Exception as e:
+        import traceback
+
+        res = {"mode": job["name"], "label": job["knobs"]["label"], "error": f"{type(e).__name__}: {e}"[:2000],
+               "traceback": traceback.format_exc()[-3000:]}
+    Path(job["result"]).write_text(json.dumps(res, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _child(json.loads(sys.argv[1]))
