@@ -281,6 +281,10 @@ def run_bench(shape: str = "mistral-7b", modes: str = "a,a',b", vram: float = 12
                 res = {"mode": name, "label": knobs["label"], "error": f"{type(e).__name__}: {e}"[:2000]}
         res["wall_s"] = time.perf_counter() - t
         results.append(res)
+        if out:  # partial results survive an outer timeout
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps({"partial": True, "modes": results}, indent=2, default=str),
+                                 encoding="utf-8")
         echo(f"  {name}: " + (f"{res['tokens_per_s']:.0f} tok/s, peak {res.get('peak_allocated_gib', 0):.1f} GiB "
                               f"({res['wall_s']:.0f} s)" if res.get("tokens_per_s") else f"FAILED: {res.get('error')}"))
     summary = summarize(results, vram, peak)
