@@ -10,6 +10,7 @@ import click
 # runs its own CPU path, so the warning says nothing a user can act on.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
+from .bench_cli import main as bench
 from .demo import main as demo
 from .eth.cli import prepare, synth
 from .eval_cli import evaluate, infer, merge
@@ -23,5 +24,5 @@ def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
 
 
-for command in (demo, synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune):
+for command in (demo, synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune, bench):
     cli.add_command(command)

@@ -16,7 +16,8 @@ model
   trust_remote_code [False]       run code shipped with a hub model; off unless set
 lora
   r [16], alpha [32], dropout [0.05], target_modules [[q_proj, v_proj]] (list or "all-linear"),
-  bias [none], task_type [CAUSAL_LM], use_dora [False], use_rslora [False]
+  bias [none], task_type [CAUSAL_LM], use_dora [False], use_rslora [False],
+  modules_to_save [None]          whole modules trained beside the adapters (e.g. [lm_head]); saved with the adapter
 quantization
   load_in_4bit [True], bnb_4bit_compute_dtype [bfloat16], bnb_4bit_quant_type [nf4],
   bnb_4bit_use_double_quant [True], bnb_4bit_quant_storage [None -> uint8; set to the compute dtype for ZeRO-3]
@@ -80,6 +81,7 @@ class LoraArgs:
     task_type: str = "CAUSAL_LM"
     use_dora: bool = False
     use_rslora: bool = False
+    modules_to_save: list[str] | None = None
 
 
 @dataclass

@@ -22,10 +22,10 @@ def banner(text: str) -> None:
 
 @click.command("demo")
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
-@click.option("--rows", default=700, show_default=True, help="Synthetic transactions to generate.")
+@click.option("--rows", default=400, show_default=True, help="Synthetic transactions to generate.")
 @click.option("--config", "config_path", default=None,
               help="Training config (default: the tiny CPU preset, configs/tiny_cpu.yaml).")
-@click.option("--eval-samples", default=48, show_default=True, help="Test records scored before and after.")
+@click.option("--eval-samples", default=24, show_default=True, help="Test records scored before and after.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
 def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):

@@ -65,6 +65,7 @@ def lora_config(s: Settings):
         task_type=lo.task_type,
         use_dora=lo.use_dora,
         use_rslora=lo.use_rslora,
+        modules_to_save=lo.modules_to_save,
     )
 
 

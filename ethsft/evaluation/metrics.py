@@ -98,6 +98,9 @@ def score(reference: dict, prediction: dict | None) -> Verdict:
     return Verdict(True, fields, [path for path in pred if path not in ref])
 
 
+OTHER = "other"  # a predicted label no reference has
+
+
 def _label(intent: dict | None, key: str) -> str:
     if intent is None:
         return INVALID
@@ -132,9 +135,11 @@ def compute_metrics(references: list[dict], predictions: list[dict | None], conf
         for path in v.extra:
             extra[path] = extra.get(path, 0) + 1
     confusion: dict[str, dict[str, int]] = {}
+    known = {_label(r, confusion_field) for r in references}
     for r, p in zip(references, predictions):
         row = confusion.setdefault(_label(r, confusion_field), {})
         col = _label(p, confusion_field)
+        col = col if col in known or col in (MISSING, INVALID) else OTHER  # free text would make the table unreadable
         row[col] = row.get(col, 0) + 1
     n = len(verdicts)
     correct = sum(c for c, _ in per_field.values())
