@@ -12,7 +12,8 @@ model
   cache_dir [./models/base]       where hub downloads go
   revision [None]                 hub revision (branch, tag or commit)
   attn_implementation [sdpa]      sdpa | eager | flash_attention_2 | flex_attention (falls back to sdpa with a notice)
-  chat_template [auto]            auto (tokenizer's own, else the packaged Mistral one) | mistral | path to .jinja
+  chat_template [auto]            auto (tokenizer's own, else the packaged Mistral one, with a notice) | mistral |
+                                  none (fail if the tokenizer has none) | path to .jinja
   trust_remote_code [False]       run code shipped with a hub model; off unless set
 lora
   r [16], alpha [32], dropout [0.05], target_modules [[q_proj, v_proj]] (list or "all-linear"),

@@ -56,8 +56,17 @@ def resolve(name: str) -> str:
                          + ", ".join(EMBEDDED_PREFIX + s for s in SHAPES))
     target = cache_root() / "models" / shape
     if not (target / "config.json").exists():
-        build_model(target, shape)
+        with _build_lock(target):  # ranks of a multi-process run start at once: one builds, the others wait
+            if not (target / "config.json").exists():
+                build_model(target, shape)
     return str(target)
+
+
+def _build_lock(target: Path):
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(target.parent / f".{target.name}.lock"))
 
 
 def mistral_tokenizer_source() -> Path:
@@ -74,22 +83,27 @@ def build_tokenizer(target: Path | None = None):
     splits runs of spaces differently ("x  y"). The merges are re-ranked by score, as in the hub's
     Mistral-7B-Instruct tokenizer.json, so ids equal sentencepiece's (and mistral-common's).
     """
-    from transformers import AutoTokenizer, LlamaTokenizer
-
-    from .formatting import load_template
+    from transformers import AutoTokenizer
 
     target = Path(target or cache_root() / "tokenizer-mistral-v1")
     if not (target / "tokenizer.json").exists():
-        def save(tmp: str) -> None:
-            with tempfile.TemporaryDirectory() as src:
-                shutil.copy(mistral_tokenizer_source(), Path(src) / "tokenizer.model")
-                tok = LlamaTokenizer.from_pretrained(src, legacy=False, add_bos_token=True, add_eos_token=False)
-            tok.chat_template = load_template("mistral_instruct")
-            tok.save_pretrained(tmp)
-            _rank_merges_by_score(Path(tmp) / "tokenizer.json")
-
-        _atomic_save(target, save)
+        with _build_lock(target):
+            if not (target / "tokenizer.json").exists():
+                _atomic_save(target, _convert_tokenizer)
     return AutoTokenizer.from_pretrained(target)
+
+
+def _convert_tokenizer(out: str) -> None:
+    from transformers import LlamaTokenizer
+
+    from .formatting import load_template
+
+    with tempfile.TemporaryDirectory() as src:
+        shutil.copy(mistral_tokenizer_source(), Path(src) / "tokenizer.model")
+        tok = LlamaTokenizer.from_pretrained(src, legacy=False, add_bos_token=True, add_eos_token=False)
+    tok.chat_template = load_template("mistral_instruct")
+    tok.save_pretrained(out)
+    _rank_merges_by_score(Path(out) / "tokenizer.json")
 
 
 def _rank_merges_by_score(tokenizer_json: Path) -> None:

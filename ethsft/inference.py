@@ -172,7 +172,7 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
             source, cache_dir=settings.model.cache_dir, revision=None if adapter is None else settings.model.revision,
             dtype=dtype, quantization_config=quant, attn_implementation=resolve_attention(settings.model.attn_implementation),
             device_map={"": 0} if torch.cuda.is_available() else None,
-            trust_remote_code=settings.model.trust_remote_code)
+            trust_remote_code=settings.model.trust_remote_code, use_safetensors=True)
     except OSError as e:
         raise ModelLoadError(f"cannot load model {source}: {e}") from None
     tokenizer = load_tokenizer_for(adapter or source, source, settings)

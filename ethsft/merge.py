@@ -43,7 +43,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     source = adapter_base(adapter_dir, base_model)
     settings = training_settings(adapter_dir) or Settings()
     base = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], cache_dir=settings.model.cache_dir,
-                                                trust_remote_code=settings.model.trust_remote_code)
+                                                trust_remote_code=settings.model.trust_remote_code, use_safetensors=True)
     check_adapter_fits(base, adapter_dir, source)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.use_cache = True

@@ -38,13 +38,13 @@ def check_ranks_agree(out: Path) -> dict:
     return losses
 
 
-def test_ddp_two_processes(small_dataset, tmp_path):
+def test_ddp_two_processes(small_dataset, tiny_model_path, tmp_path):
     out = tmp_path / "ddp"
     torchrun(small_dataset, out)
     check_ranks_agree(out)
 
 
-def test_zero2_two_processes_and_resume(small_dataset, tmp_path):
+def test_zero2_two_processes_and_resume(small_dataset, tiny_model_path, tmp_path):
     out = tmp_path / "zero2"
     torchrun(small_dataset, out, "deepspeed/zero2.json", max_steps=4)
     full = check_ranks_agree(out)
