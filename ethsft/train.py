@@ -99,6 +99,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from trl import SFTTrainer
 
     from .data import read_records, split_paths, tokenize_split
+    from .fastpath import configure_runtime
     from .evaluation.callback import attach, intent_sft_trainer
     from .guards import OverfitWarning, StopGuard, robust_trainer_class
     from .hf_args import lora_config, resolve_precision, sft_config
@@ -110,6 +111,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU runs under torchrun use gloo DDP
     is_main = state.is_main_process
     set_seed(s.training.seed)
+    configure_runtime()  # e.g. cuDNN SDPA off: it rebuilds a plan for every new sequence length
     out = Path(s.training.output_dir)
     resume = find_resume_checkpoint(out, resume_from_checkpoint)
     if is_main:
