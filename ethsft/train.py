@@ -184,6 +184,12 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
             callback.logging_dir = str(out / "logs")  # `tensorboard --logdir <output>/logs`, as in the guide
     if is_main:
         trainer.add_callback(ProgressBar)
+    if s.lora.modules_to_save:
+        # TRL casts every trainable parameter to bf16 for QLoRA; whole modules must stay in the dtype the
+        # hidden states arrive in (fp32 on CPU), or their matmuls fail outside autocast (e.g. in generation).
+        for name, param in trainer.model.named_parameters():
+            if param.requires_grad and "modules_to_save" in name:
+                param.data = param.data.to(precision.compute_dtype if torch.cuda.is_available() else torch.float32)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
     world = state.num_processes

@@ -298,11 +298,15 @@ def test_cuda_oom_says_the_next_setting_in_the_guides_order_and_keeps_the_checkp
         "--set optimization.gradient_checkpointing=true (now false)"]
 
 
-def _http_error(cls, status: int, model_id: str):
-    import httpx
+class _Response:
+    """The parts of an HTTP response huggingface_hub's errors read (its HTTP library differs across versions)."""
 
-    request = httpx.Request("GET", f"https://huggingface.co/api/models/{model_id}")
-    return cls(f"{status} Client Error", response=httpx.Response(status, request=request))
+    def __init__(self, status: int, url: str):
+        self.status_code, self.headers, self.request, self.url = status, {}, None, url
+
+
+def _http_error(cls, status: int, model_id: str):
+    return cls(f"{status} Client Error", response=_Response(status, f"https://huggingface.co/api/models/{model_id}"))
 
 
 @pytest.mark.parametrize("status,kind,expected", [
