@@ -123,25 +123,17 @@ def publish(tmp: str, final: str) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(os.path.dirname(final))
+    _fsync(os.path.dirname(final))
 
 
 def _fsync_tree(root: str) -> None:
     for dirpath, _, files in os.walk(root):
         for name in files:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _fsync(os.path.join(dirpath, name))
 
 
-def _fsync_dir(path: str) -> None:
+def _fsync(path: str) -> None:
+    """Flush a file or folder entry to disk; best effort (some filesystems refuse fsync on folders)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

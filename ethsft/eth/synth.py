@@ -333,17 +333,8 @@ class _Gen:
         for i in range(1, len(path) - 1):
             self.tt(ctx, path[i], pairs[i - 1], pairs[i], rng.randint(10**6, 10**20))
         self.tt(ctx, WETH if eth_out else tout[0], pairs[-1], V2_ROUTER if eth_out else recipient, amount_out)
-        seen = ctx["with_tt"]
-        e_in = self.eobj if eth_in else (lambda raw: self.tobj(tin, raw))
-        e_out = self.eobj if eth_out else (lambda raw: self.tobj(tout, raw))
-        exp = {"action": "swap", "protocol": "uniswap_v2", "sender": sender, "recipient": recipient}
-        if exact_in:
-            exp.update(token_in=e_in(amount_in), token_out=e_out(amount_out if seen else None),
-                       amount_out_min=self.amt(tout, bound))
-        else:
-            exp.update(token_in=e_in(amount_in if seen else None), token_out=e_out(amount_out),
-                       amount_in_max=self.amt(tin, bound))
-        return exp
+        return self._swap_intent(ctx, "uniswap_v2", sender, recipient, exact_in, eth_in, eth_out, tin, tout,
+                                 amount_in, amount_out, bound)
 
     def _v3_swap(self, r, ctx):
         rng, sender = self.rng, ctx["sender"]
@@ -427,10 +418,17 @@ class _Gen:
             self.tt(ctx, path_tokens[1], pools[0], router, mid_amt)
             self.tt(ctx, path_tokens[1], router, pools[1], mid_amt)
         self.tt(ctx, tout[0], pools[-1], router if eth_out else real_recipient, amount_out)
+        return self._swap_intent(ctx, "uniswap_v3", sender, real_recipient, exact_in, eth_in, eth_out, tin, tout,
+                                 amount_in, amount_out, bound)
+
+    def _swap_intent(self, ctx, protocol, sender, recipient, exact_in, eth_in, eth_out, tin, tout,
+                     amount_in, amount_out, bound):
+        """The label a swap must get: the exact side from calldata, the other side only when token
+        transfers show it, and the calldata bound (min out / max in)."""
         seen = ctx["with_tt"]
         e_in = self.eobj if eth_in else (lambda raw: self.tobj(tin, raw))
         e_out = self.eobj if eth_out else (lambda raw: self.tobj(tout, raw))
-        exp = {"action": "swap", "protocol": "uniswap_v3", "sender": sender, "recipient": real_recipient}
+        exp = {"action": "swap", "protocol": protocol, "sender": sender, "recipient": recipient}
         if exact_in:
             exp.update(token_in=e_in(amount_in), token_out=e_out(amount_out if seen else None),
                        amount_out_min=self.amt(tout, bound))
