@@ -3,6 +3,12 @@
 The formatters are the public API for other TRL projects; the rest is reached through the `ethsft` command.
 """
 
-from .formatting import load_template, prompt_messages, render, to_messages, to_prompt_completion, to_text
+import logging
+
+# bitsandbytes' CPU backend tries to fetch an optional kernel from the hub and warns when it can't; it then
+# runs its own CPU path, so the warning says nothing a user can act on.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from .formatting import load_template, prompt_messages, render, to_messages, to_prompt_completion, to_text  # noqa: E402
 
 __all__ = ["load_template", "prompt_messages", "render", "to_messages", "to_prompt_completion", "to_text"]

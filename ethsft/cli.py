@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
-
-# bitsandbytes' CPU backend tries to fetch an optional kernel from the hub and warns when it can't; it then
-# runs its own CPU path, so the warning says nothing a user can act on.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 from .bench_cli import main as bench
 from .demo import main as demo

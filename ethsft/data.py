@@ -115,6 +115,27 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
     return Dataset.from_dict(rows), report
 
 
+def load_splits(paths: dict[str, Path], tokenizer, data_args, say) -> tuple[dict, dict]:
+    """Read every split, report counts and overlong samples through ``say``, tokenize train and validation.
+
+    Returns the records by split and ``{split: (dataset, LengthReport)}`` for train and validation.
+    """
+    import datasets
+
+    datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
+    records = {name: read_records(path) for name, path in paths.items()}
+    for name in SPLITS:
+        if name in records:
+            say(f"{name.capitalize()} samples: {len(records[name])}")
+    tokenized = {name: tokenize_split(records[name], tokenizer, data_args.max_length, data_args.overlong,
+                                      data_args.system_prompt, name)
+                 for name in ("train", "validation") if name in records}
+    for _, report in tokenized.values():
+        if report.message():
+            say(f"Warning: {report.message()}")
+    return records, tokenized
+
+
 def split_paths(dataset_dir: str | Path) -> dict[str, Path]:
     """The split files under ``dataset_dir``; train is required, validation and test optional."""
     root = Path(dataset_dir)

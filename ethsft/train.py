@@ -90,15 +90,12 @@ class Prepared:
 def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
                   deepspeed_config: str | None = None) -> Prepared:
     """Seed, output folder, data, tokenizer, 4-bit model, SFTTrainer with LoRA: every stage before training."""
-    import datasets
     import torch
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, set_seed
-    from transformers.integrations import TensorBoardCallback
-    from transformers.trainer_callback import ProgressCallback
     from trl import SFTTrainer
 
-    from .data import read_records, split_paths, tokenize_split
+    from .data import load_splits, split_paths
     from .fastpath import configure_runtime
     from .evaluation.callback import attach, intent_sft_trainer
     from .guards import OverfitWarning, StopGuard, robust_trainer_class
@@ -132,17 +129,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         check_download(source, s.model.cache_dir, s.model.revision)
     tokenizer = load_tokenizer(s, source)
     say("\nLoading dataset...", log_path, is_main)
-    datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
-    records = {name: read_records(path) for name, path in paths.items()}
-    for name in ("train", "validation", "test"):
-        if name in records:
-            say(f"{name.capitalize()} samples: {len(records[name])}", log_path, is_main)
-    tokenized = {name: tokenize_split(records[name], tokenizer, s.data.max_length, s.data.overlong,
-                                      s.data.system_prompt, name)
-                 for name in ("train", "validation") if name in records}
-    for _, report in tokenized.values():
-        if report.message():
-            say(f"Warning: {report.message()}", log_path, is_main)
+    records, tokenized = load_splits(paths, tokenizer, s.data, lambda line: say(line, log_path, is_main))
     train_ds = tokenized["train"][0]
     eval_ds = tokenized["validation"][0] if "validation" in tokenized else None
 
@@ -178,6 +165,25 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
                           processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
     guard.trainer = trainer
     attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
+    _finish_trainer(trainer, s, out, is_main, precision)
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
+    world = state.num_processes
+    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
+    say(f"Effective batch: {micro} (micro) x {accum} (accumulation) x {world} (processes) = {micro * accum * world}",
+        log_path, is_main)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
+                    resume, started, guard)
+
+
+def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -> None:
+    """What SFTTrainer sets differently from an ethsft run: progress display, TensorBoard folder, dtypes."""
+    import torch
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_callback import ProgressCallback
+
     trainer.remove_callback(ProgressCallback)
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback):
@@ -190,16 +196,6 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         for name, param in trainer.model.named_parameters():
             if param.requires_grad and "modules_to_save" in name:
                 param.data = param.data.to(precision.compute_dtype if torch.cuda.is_available() else torch.float32)
-    trainable, total = trainer.model.get_nb_trainable_parameters()
-    say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
-    world = state.num_processes
-    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
-    say(f"Effective batch: {micro} (micro) x {accum} (accumulation) x {world} (processes) = {micro * accum * world}",
-        log_path, is_main)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
-                    resume, started, guard)
 
 
 def resume_command(argv: list[str] | None = None) -> str:
