@@ -33,6 +33,8 @@ def accelerate_command(num_processes: int, deepspeed: str | None, train_args: li
         if not config.is_file():
             raise FileNotFoundError(f"{config} not found: run from an ethsft checkout, or pass a DeepSpeed JSON path")
         launch = ["--config_file", str(config)]
+        if name != "ddp":  # the launch file names its JSON relative to the repo; from elsewhere it must be absolute
+            launch += ["--deepspeed_config_file", str(REPO / "deepspeed" / f"{name}.json")]
     return [*head, *launch, "--num_processes", str(num_processes), "-m", "ethsft.train", *train_args]
 
 

@@ -58,3 +58,17 @@ def test_zero2_two_processes_and_resume(small_dataset, tiny_model_path, tmp_path
     assert json.loads((resumed / "steps_run_rank0.json").read_text()) == [3, 4]  # continued, not from scratch
     for step in ("3", "4"):
         assert again[step] == pytest.approx(full[step], rel=1e-4), (step, again[step], full[step])
+
+
+def test_train_num_processes_hands_over_to_accelerate_zero2(small_dataset, tiny_model_path, tmp_path):
+    out = tmp_path / "handover"
+    cmd = [sys.executable, "-m", "ethsft", "train", "--num-processes", "2", "--deepspeed", "zero2",
+           "--config", str(REPO / "configs" / "tiny_cpu.yaml"), "--dataset", str(small_dataset),
+           "--output", str(out), "--set", "training.max_steps=2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "ethsft: handing over to: " in proc.stderr and "--deepspeed_config_file" in proc.stderr
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["global_step"] == 2
+    assert (out / "adapter_model.safetensors").is_file()

@@ -20,6 +20,7 @@ def test_strip_launch_flags_keeps_everything_else():
 def test_named_deepspeed_uses_the_launch_file():
     cmd = accelerate_command(4, "zero2", ["--config", "c.yaml"])
     assert cmd[cmd.index("--config_file"):] == ["--config_file", str(REPO / "launch" / "zero2.yaml"),
+                                                "--deepspeed_config_file", str(REPO / "deepspeed" / "zero2.json"),
                                                 "--num_processes", "4", "-m", "ethsft.train", "--config", "c.yaml"]
     ddp = accelerate_command(2, None, [])
     assert ddp[ddp.index("--config_file"):] == ["--config_file", str(REPO / "launch" / "ddp.yaml"),
