@@ -190,12 +190,13 @@ def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -
             callback.logging_dir = str(out / "logs")  # `tensorboard --logdir <output>/logs`, as in the guide
     if is_main:
         trainer.add_callback(ProgressBar)
-    if s.lora.modules_to_save:
-        # TRL casts every trainable parameter to bf16 for QLoRA; whole modules must stay in the dtype the
-        # hidden states arrive in (fp32 on CPU), or their matmuls fail outside autocast (e.g. in generation).
-        for name, param in trainer.model.named_parameters():
-            if param.requires_grad and "modules_to_save" in name:
-                param.data = param.data.to(precision.compute_dtype if torch.cuda.is_available() else torch.float32)
+    # TRL casts trainable parameters to bf16 for QLoRA. Whole modules (modules_to_save) must stay in the dtype
+    # the hidden states arrive in, or their matmuls fail outside autocast (generation); on CPU, where training
+    # runs in fp32, every trainable parameter goes back to fp32, which also gives ZeRO-3 the single dtype it needs.
+    on_cpu = not torch.cuda.is_available()
+    for name, param in trainer.model.named_parameters():
+        if param.requires_grad and (on_cpu or "modules_to_save" in name):
+            param.data = param.data.to(torch.float32 if on_cpu else precision.compute_dtype)
 
 
 def resume_command(argv: list[str] | None = None) -> str:
