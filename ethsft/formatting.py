@@ -95,18 +95,13 @@ def render(record: dict[str, Any], tokenizer, system: str | None = None) -> Rend
     tokens past the common prefix are the completion, the only ones with labels.
     """
     pc = to_prompt_completion(record, system)
-    prompt_ids = _ids(tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=True))
-    full_ids = _ids(tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=True))
+    # each side rendered once and tokenized as apply_chat_template(tokenize=True) would: no special tokens added
+    prompt_text = tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False).input_ids
+    full_ids = tokenizer(text, add_special_tokens=False).input_ids
     n = 0
     while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
         n += 1
     labels = [-100] * n + full_ids[n:]
-    text = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)
     return RenderedRecord(text=text, input_ids=full_ids, labels=labels)
-
-
-def _ids(encoded) -> list[int]:
-    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True)
-    if isinstance(encoded, dict) or hasattr(encoded, "keys"):
-        encoded = encoded["input_ids"]
-    return list(encoded)
