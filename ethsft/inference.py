@@ -147,7 +147,8 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
     """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
     model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
     base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from .hf_args import Precision
+    from .modeling import load_model
 
     path = str(path)
     adapter = path if Path(path).is_dir() and is_adapter_dir(path) else None
@@ -159,20 +160,11 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
             raise ModelLoadError(f"--base-model applies to adapter dirs only; {path} has no {ADAPTER_CONFIG}")
         source = _locate(path, "model")
     settings.model.base_model = source
+    settings.quantization.load_in_4bit = load_in_4bit
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or default_dtype())
-    quant = None
-    if load_in_4bit:
-        q = settings.quantization
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type=q.bnb_4bit_quant_type,
-                                   bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant)
-    from .modeling import resolve_attention
-
+    precision = Precision(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, compute_dtype=dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source, cache_dir=settings.model.cache_dir, revision=None if adapter is None else settings.model.revision,
-            dtype=dtype, quantization_config=quant, attn_implementation=resolve_attention(settings.model.attn_implementation),
-            device_map={"": 0} if torch.cuda.is_available() else None,
-            trust_remote_code=settings.model.trust_remote_code, use_safetensors=True)
+        model = load_model(settings, precision, source)  # the training loader: same quantization and attention
     except OSError as e:
         raise ModelLoadError(f"cannot load model {source}: {e}") from None
     tokenizer = load_tokenizer_for(adapter or source, source, settings)

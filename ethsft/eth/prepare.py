@@ -51,7 +51,6 @@ from .tx import REQUIRED, model_input, normalize
 
 INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"
 SPLITS = ("train", "validation", "test")
-FORMATS = (".csv", ".jsonl", ".parquet")
 TOKEN_SAMPLE = 2000
 
 

@@ -28,12 +28,6 @@ def nfts() -> dict[str, tuple[str, str]]:
     return {t["address"]: (t["symbol"], t["standard"]) for t in _data()["nfts"]}
 
 
-@lru_cache(maxsize=None)
-def routers() -> dict[str, str]:
-    """Known router deployments: lower-case address -> name."""
-    return {r["address"]: r["name"] for r in _data()["routers"]}
-
-
 def weth() -> str:
     return _data()["weth"]
 
