@@ -13,7 +13,8 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
-(tokens per packed row / max_length), batch, vram (GiB), packing (0|1), path (ethsft|trl), offload (0|1).
+(tokens per packed row / max_length), batch, accum (micro-batches per optimizer step), vram (GiB), packing (0|1),
+path (ethsft|trl), offload (0|1).
 
 Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
@@ -58,9 +59,10 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
         knobs = dict(MODES[base], base=base)
         for kv in [x for x in rest.split(";") if x]:
             k, _, v = kv.partition("=")
-            if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "vram", "offload", "label"):
+            if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "accum", "vram", "offload",
+                         "label"):
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
-            knobs[k] = int(v) if k in ("rows", "batch", "packing", "offload") else (float(v) if k == "vram" else v)
+            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload") else (float(v) if k == "vram" else v)
         if rest:
             knobs["label"] = MODES[base]["label"] + f" [{rest}]"
         out.append((part, knobs))
@@ -93,13 +95,16 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
         "model.attn_implementation": "sdpa" if attn == "varlen" else attn,
         "data.dataset_dir": str(dataset), "data.max_length": int(knobs["rows"]), "data.packing": bool(knobs["packing"]),
         "training.output_dir": str(output), "training.overwrite": True, "training.max_steps": steps,
-        "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": 1,
+        "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": int(knobs.get("accum", 1)),
         "training.warmup_steps": 0,
         "optimization.gradient_checkpointing": ckpt == "all",
         "optimization.use_liger_kernel": liger,
         "logging.eval_strategy": "no", "logging.save_strategy": "no", "logging.load_best_model_at_end": False,
         "logging.logging_steps": 1000, "logging.report_to": "none", "logging.eval_accuracy_samples": 0,
     }
+    if knobs["path"] == "ethsft":  # the fast path as a preset turns it on (ethsft.train.build_trainer)
+        overrides.update({"optimization.fast_path": True,
+                          "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if ckpt == "fit" else None})
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
                           "optimization.bf16": False})
@@ -119,28 +124,21 @@ def _liger_on(knobs) -> bool:
     return liger_available() and _cuda() if v == "auto" else v in ("1", "true", "True")
 
 
-def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, steps: int, vram: float,
-             workdir: Path) -> dict:
-    """Build and train one mode in this process; returns its measurements."""
-    import torch
-    from transformers import TrainerCallback
-
+def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: int, vram: float, workdir: Path):
+    """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan)."""
     from . import fastpath, hf_args, modeling
     from .train import build_trainer
 
     vram = float(knobs.get("vram", vram))
     ethsft_path = knobs["path"] == "ethsft"
     ckpt = str(knobs["ckpt"])
-    liger = _liger_on(knobs)
-    s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", warmup + steps, vram)
+    s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", total_steps, vram)
     done = {}
     orig_load, orig_cfg = modeling.load_model, hf_args.sft_config
 
     def load_model(*a, **k):
         model = orig_load(*a, **k)
-        if ethsft_path:
-            done.update(fastpath.prepare_model(model, attention=knobs["attn"], liger=liger))
-        elif knobs["attn"] == "varlen":
+        if not ethsft_path and knobs["attn"] == "varlen":
             done["attn_implementation"] = fastpath.use_varlen_attention(model)
         return model
 
@@ -153,31 +151,38 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
     try:
         t0 = time.perf_counter()
         prepared = build_trainer(s)
-        build_s = time.perf_counter() - t0
+        done["build_s"] = time.perf_counter() - t0
     finally:
         modeling.load_model, hf_args.sft_config = orig_load, orig_cfg
     trainer = prepared.trainer
     n_layers = len(fastpath.decoder_layers(trainer.model))
-    plan = {}
-    if ckpt == "fit":
-        try:
-            plan = fastpath.fit_checkpointing(trainer, vram)
-        except Exception as e:  # a failed probe (e.g. OOM at this row length) falls back to full checkpointing
-            import gc
-
-            gc.collect()
-            torch.cuda.empty_cache() if torch.cuda.is_available() else None
-            plan = {"checkpointed": n_layers, "checkpointed_layers": fastpath.set_checkpointed_layers(
-                trainer.model, n_layers), "probe_error": f"{type(e).__name__}: {e}"[:500]}
-    elif ckpt == "none":
+    fast = dict(getattr(trainer, "ethsft_fast_path", {}))
+    plan = fast.pop("checkpointing", None)
+    done.update(fast)
+    if ckpt == "none":
         fastpath.set_checkpointed_layers(trainer.model, 0)
         plan = {"checkpointed": 0}
     elif ckpt.isdigit():
         plan = {"checkpointed_layers": fastpath.set_checkpointed_layers(trainer.model, int(ckpt),
                                                                          bool(knobs.get("offload")))}
         plan["checkpointed"] = int(ckpt)
-    else:
-        plan = {"checkpointed": n_layers}
+    elif plan is None:  # "all" (TRL checkpoints every layer), or "fit" where there is no GPU to measure on (none)
+        plan = {"checkpointed": n_layers if trainer.args.gradient_checkpointing else 0}
+    plan.setdefault("layers", n_layers)
+    return prepared, done, plan
+
+
+def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, steps: int, vram: float,
+             workdir: Path) -> dict:
+    """Build and train one mode in this process; returns its measurements."""
+    import torch
+    from transformers import TrainerCallback
+
+    prepared, done, plan = build_mode(name, knobs, shape, dataset, warmup + steps, vram, workdir)
+    trainer = prepared.trainer
+    build_s = done.pop("build_s")
+    n_layers = plan["layers"]
+    liger = _liger_on(knobs)
     checkpointed = plan.get("checkpointed", n_layers)
 
     class Timer(TrainerCallback):

@@ -37,7 +37,14 @@ data
   overlong [truncate]             truncate | drop: what to do with samples longer than max_length (always counted)
 optimization
   gradient_checkpointing [True], optim [paged_adamw_32bit], fp16 [False], bf16 [True] (falls back to fp16
-  with a notice where the GPU lacks bf16; fp32 on CPU), use_liger_kernel [False]
+  with a notice where the GPU lacks bf16; fp32 on CPU)
+  use_liger_kernel [False]        true | false | auto (on where liger-kernel is installed and a GPU is present)
+  fast_path [False]               ethsft's fast path (ethsft/fastpath.py): packed rows attend per sample through
+                                  FlashAttention varlen, LoRA dropout keeps no copies, SwiGLU keeps half its
+                                  activations (or Liger's), cuDNN SDPA off. Same math, less memory and time
+  vram_budget_gib [None]          with fast_path on a GPU: checkpoint only as many decoder layers as keep the
+                                  peak (measured at start-up on the longest rows) under this many GiB; replaces
+                                  gradient_checkpointing's all-or-nothing
 logging
   logging_steps [10], save_strategy [steps], save_steps [500], eval_strategy [steps], eval_steps [500],
   save_total_limit [3], load_best_model_at_end [True], metric_for_best_model [eval_loss],
@@ -128,7 +135,9 @@ class OptimizationArgs:
     optim: str = "paged_adamw_32bit"
     fp16: bool = False
     bf16: bool = True
-    use_liger_kernel: bool = False
+    use_liger_kernel: bool | str = False
+    fast_path: bool = False
+    vram_budget_gib: float | None = None
 
 
 @dataclass
@@ -210,7 +219,8 @@ def _coerce(section: str, key: str, value: Any, annotation: Any, source: str) ->
     if bool in base_types:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
+        if str not in base_types:
+                raise ConfigError(f"{where} must be true or false, got {value!r}")
     if int in base_types and isinstance(value, int) and not isinstance(value, bool):
         return value
     if float in base_types and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -296,6 +306,11 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"lora.r must be positive, got {s.lora.r}")
     if s.data.max_length <= 0:
         raise ConfigError(f"data.max_length must be positive, got {s.data.max_length}")
+    if isinstance(s.optimization.use_liger_kernel, str) and s.optimization.use_liger_kernel != "auto":
+        raise ConfigError(f"optimization.use_liger_kernel must be true, false or auto, got "
+                          f"{s.optimization.use_liger_kernel!r}")
+    if s.optimization.vram_budget_gib is not None and s.optimization.vram_budget_gib <= 0:
+        raise ConfigError(f"optimization.vram_budget_gib must be positive, got {s.optimization.vram_budget_gib}")
     if s.training.warmup_steps < 0:
         raise ConfigError(f"training.warmup_steps must be >= 0, got {s.training.warmup_steps}")
     if s.logging.metric_for_best_model.removeprefix("eval_").startswith("intent_") and s.logging.eval_accuracy_samples <= 0:

@@ -360,6 +360,14 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     dims = shape.linear_dims()
     biggest = max(a * b for a, b in dims.values())
     parts["dequant buffers"] = (2 * biggest * COMPUTE_BYTES) / GiB if q.load_in_4bit else 0.0
+    o = s.optimization
+    if o.fast_path and o.vram_budget_gib and o.gradient_checkpointing:
+        # the fast path leaves layers uncheckpointed while the measured peak stays under budget - margin
+        from .fastpath import FIT_MARGIN_GIB
+
+        every_layer = (tokens * shape.layers * layer + tokens * MODEL_IO_HIDDEN_BYTES * shape.hidden) / GiB
+        room = o.vram_budget_gib - FIT_MARGIN_GIB - (sum(parts.values()) - parts["activations"])
+        parts["activations"] = max(parts["activations"], min(every_layer, room))
     outside = {"CUDA context": CUDA_CONTEXT_GIB, "paged optimizer": states if paged else 0.0}
     return MemoryEstimate(tokens, rows, parts, outside)
 

@@ -21,6 +21,7 @@ import torch
 
 VARLEN = "ethsft_varlen"
 GIB = 2**30
+FIT_MARGIN_GIB = 0.75  # fitted checkpointing aims this far under the budget (allocator slack, probe error)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -84,6 +85,51 @@ def packed_sdpa_loop(query, key, value, cu, scaling=None, sliding_window=None):
 
 
 _VARLEN_PARAMS = None
+_FLASH_DIRECT = hasattr(torch.ops.aten, "_flash_attention_forward") and torch.cuda.is_available()
+
+
+def _cu_meta(cu: torch.Tensor, device) -> tuple[torch.Tensor, int, int]:
+    """(``cu`` as int32 on ``device``, its last bound, the longest segment), worked out once per batch: every
+    layer gets the same tensor, and reading it in each would stop the host until the GPU catches up (a sync per
+    layer: host and GPU work then add up instead of overlapping)."""
+    meta = getattr(cu, "_ethsft_varlen", None)
+    if meta is None:
+        on_device = cu.to(device=device, dtype=torch.int32)
+        bounds = on_device.cpu()
+        meta = (on_device, int(bounds[-1]), int(bounds.diff().max()) if len(bounds) > 1 else 0)
+        cu._ethsft_varlen = meta
+    return meta
+
+
+class _FlashVarlen(torch.autograd.Function):
+    """Causal FlashAttention over packed samples through PyTorch's bundled kernel (``aten._flash_attention_*``),
+    grouped-query heads passed as they are: FlashAttention reads each key/value head for its group of query heads,
+    so nothing is repeated and backward keeps (L, Hkv, D) keys and values, not (L, H, D) copies."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, cu, max_len, scale, window_left):
+        out, lse, seed, offset, _ = torch.ops.aten._flash_attention_forward(
+            q, k, v, cu, cu, max_len, max_len, 0.0, True, False, scale=scale,
+            window_size_left=window_left, window_size_right=0 if window_left >= 0 else -1)
+        ctx.save_for_backward(q, k, v, out, lse, cu, seed, offset)
+        ctx.max_len, ctx.scale, ctx.window_left = max_len, scale, window_left
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse, cu, seed, offset = ctx.saved_tensors
+        left = ctx.window_left
+        dq, dk, dv = torch.ops.aten._flash_attention_backward(
+            dout.contiguous(), q, k, v, out, lse, cu, cu, ctx.max_len, ctx.max_len, 0.0, True, seed, offset,
+            scale=ctx.scale, window_size_left=left, window_size_right=0 if left >= 0 else -1)
+        return dq, dk, dv, None, None, None, None
+
+
+def flash_varlen(q, k, v, cu, max_len: int, scale: float | None = None, sliding_window: int | None = None):
+    """(L, H, D) q and (L, Hkv, D) k/v of packed samples bounded by int32 ``cu`` -> (L, H, D), causal."""
+    left = sliding_window - 1 if sliding_window and max_len > sliding_window else -1
+    scale = scale if scale is not None else q.shape[-1] ** -0.5
+    return _FlashVarlen.apply(q.contiguous(), k.contiguous(), v.contiguous(), cu, int(max_len), scale, left)
 
 
 def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
@@ -97,6 +143,12 @@ def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
     q = query[0].transpose(0, 1)  # (L, H, D)
     k = key[0].transpose(0, 1)
     v = value[0].transpose(0, 1)
+    cu, total, _ = _cu_meta(cu, q.device)
+    if _FLASH_DIRECT:
+        out = flash_varlen(q, k, v, cu, max_len, scaling, sliding_window)
+        if total < q.shape[0]:  # rows past the last sample (pad_to_multiple_of) are left unwritten by the kernel
+            out = torch.nn.functional.pad(out[:total], (0, 0, 0, 0, 0, q.shape[0] - total))
+        return out.unsqueeze(0)
     kw = {}
     if "enable_gqa" in _VARLEN_PARAMS:
         kw["enable_gqa"] = q.shape[1] != k.shape[1]
@@ -109,11 +161,9 @@ def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
         kw["is_causal"] = True
     if "scale" in _VARLEN_PARAMS and scaling is not None:
         kw["scale"] = scaling
-    cu = cu.to(device=q.device, dtype=torch.int32)
     out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **kw)
     if isinstance(out, tuple):
         out = out[0]
-    total = int(cu[-1])
     if total < q.shape[0]:
         out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, q.shape[0] - total))
     return out.unsqueeze(0)
@@ -129,8 +179,8 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       sliding_window=sliding_window, **kwargs)
     max_len = kwargs.get("max_length_q")
-    if max_len is None:
-        max_len = int(cu.diff().max())
+    if max_len is None or isinstance(max_len, torch.Tensor):
+        max_len = _cu_meta(cu, query.device)[2]
     if query.is_cuda and varlen_available() and query.dtype in (torch.float16, torch.bfloat16):
         return _varlen(query, key, value, cu, int(max_len), scaling, sliding_window), None
     return packed_sdpa_loop(query, key, value, cu, scaling, sliding_window), None
@@ -203,6 +253,68 @@ def lean_mlp(model) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# LoRA dropout that keeps no copy of its input
+def _dropout_mask(shape, p: float, seed: int, device) -> torch.Tensor:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1.0 - p, generator=g)
+
+
+class _DropoutLinear(torch.autograd.Function):
+    """``linear(dropout(x), w)`` saving x and a seed: the mask is drawn again in backward. peft's
+    ``lora_A(dropout(x))`` keeps the dropped copy of x and the mask for every adapted module; here the modules fed
+    the same hidden states (q and v) share one saved x."""
+
+    @staticmethod
+    def forward(ctx, x, weight, p: float, seed: int):
+        keep = _dropout_mask(x.shape, p, seed, x.device)
+        w = weight.to(x.dtype)
+        y = (x * keep).mul_(1.0 / (1.0 - p)) @ w.t()
+        ctx.save_for_backward(x, weight)
+        ctx.p, ctx.seed = p, seed
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        scale = 1.0 / (1.0 - ctx.p)
+        keep = _dropout_mask(x.shape, ctx.p, ctx.seed, x.device)
+        dy = dy.to(x.dtype)
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            dx = (dy @ weight.to(x.dtype)).mul_(keep).mul_(scale)
+        if ctx.needs_input_grad[1]:
+            xd = (x * keep).mul_(scale)
+            dw = (dy.reshape(-1, dy.shape[-1]).t() @ xd.reshape(-1, xd.shape[-1])).to(weight.dtype)
+        return dx, dw, None, None
+
+
+def _dropout_linear_forward(module, p: float, x):
+    if not (module.training and torch.is_grad_enabled()):
+        return torch.nn.functional.linear(x, module.weight.to(x.dtype))
+    seed = int(torch.randint(0, 2**62, (1,)).item())  # host RNG: no GPU sync; checkpoint recompute restores it
+    return _DropoutLinear.apply(x, module.weight, p, seed)
+
+
+def lean_lora_dropout(model) -> int:
+    """Fold each LoRA adapter's dropout into its ``lora_A`` (see ``_DropoutLinear``); returns modules changed."""
+    n = 0
+    for m in model.modules():
+        drops, lora_a = getattr(m, "lora_dropout", None), getattr(m, "lora_A", None)
+        if not isinstance(drops, torch.nn.ModuleDict) or not isinstance(lora_a, torch.nn.ModuleDict):
+            continue
+        for name, drop in list(drops.items()):
+            a = lora_a[name] if name in lora_a else None
+            p = getattr(drop, "p", 0.0)
+            if isinstance(drop, torch.nn.Dropout) and 0 < p < 1 and isinstance(a, torch.nn.Linear) and a.bias is None \
+                    and name not in getattr(m, "lora_variant", {}):
+                drops[name] = torch.nn.Identity()
+                a.forward = partial(_dropout_linear_forward, a, p)
+                n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------------------------
 # checkpointing sized to a budget
 def decoder_layers(model) -> list:
     from transformers.modeling_layers import GradientCheckpointingLayer
@@ -257,7 +369,7 @@ def _probe_peak(trainer, inputs, n_ckpt: int) -> int:
     return peak
 
 
-def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = 0.75, probe_layers: int = 4) -> dict:
+def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = FIT_MARGIN_GIB, probe_layers: int = 4) -> dict:
     """Checkpoint as few decoder layers as keep the peak under ``budget_gib``, measured on this GPU: one probe
     micro-batch (the longest packed row) with every layer checkpointed, one with ``probe_layers`` fewer."""
     layers = decoder_layers(trainer.model)
@@ -294,6 +406,23 @@ def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = 0.75, prob
     return plan
 
 
+def prepare_trainer(trainer, budget_gib: float | None) -> dict:
+    """Fast-path changes once the trainer holds the LoRA model: Liger now (``train()`` would apply it later, after
+    the probes), lean LoRA dropout, then checkpointing fitted to ``budget_gib`` (None: leave it as configured)."""
+    base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
+    done = dict(getattr(base, "ethsft_prepared", {}))  # what prepare_model did at load
+    if trainer.args.use_liger_kernel:
+        from transformers.integrations.liger import apply_liger_kernel
+
+        apply_liger_kernel(trainer.model, trainer.args.liger_kernel_config)
+        done["liger_applied"] = True
+    done["lean_lora_dropout"] = lean_lora_dropout(trainer.model)
+    if budget_gib:
+        done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
+    trainer.ethsft_fast_path = done
+    return done
+
+
 def prepare_model(model, attention: str = "varlen", liger: bool = False) -> dict:
     """Fast-path model changes after loading (before the trainer wraps it); returns what was done."""
     done = configure_runtime()
@@ -302,4 +431,5 @@ def prepare_model(model, attention: str = "varlen", liger: bool = False) -> dict
         done["varlen_kernel"] = varlen_available()
     if not liger:
         done["lean_mlp_layers"] = lean_mlp(model)
+    model.ethsft_prepared = done
     return done

@@ -84,6 +84,7 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
     if not torch.cuda.is_available() and optim.startswith("paged_"):
         # paged optimizers page optimizer state through CUDA unified memory; on CPU there is nothing to page.
         optim = optim.replace("paged_", "", 1).replace("adamw_32bit", "adamw_torch").replace("adamw_8bit", "adamw_torch")
+    checkpointing = o.gradient_checkpointing and not fitted_checkpointing(s)  # fitted: ethsft picks the layers
     return SFTConfig(
         output_dir=t.output_dir,
         num_train_epochs=t.num_train_epochs,
@@ -102,12 +103,12 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
         dataset_text_field=d.dataset_text_field,
         packing=d.packing,
         completion_only_loss=True,  # ethsft hands TRL input_ids + completion_mask: loss on the answer only
-        gradient_checkpointing=o.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if o.gradient_checkpointing else None,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         optim=optim,
         bf16=precision.bf16,
         fp16=precision.fp16,
-        use_liger_kernel=o.use_liger_kernel,
+        use_liger_kernel=liger_on(s),
         logging_steps=lg.logging_steps,
         save_strategy=lg.save_strategy,
         save_steps=lg.save_steps,
@@ -161,3 +162,18 @@ def _sft_summary(cfg) -> str:
         if not hasattr(defaults, f.name) or value != getattr(defaults, f.name) or f.name in ("output_dir", "max_length"):
             lines.append(f"{f.name}: {value!r}")
     return "SFTConfig(non-default fields)\n  " + "\n  ".join(lines)
+
+
+def liger_on(s: Settings) -> bool:
+    """``optimization.use_liger_kernel`` resolved: ``auto`` is on where liger-kernel is installed and a GPU is."""
+    value = s.optimization.use_liger_kernel
+    if value != "auto":
+        return bool(value)
+    from .fastpath import liger_available
+
+    return liger_available() and torch.cuda.is_available()
+
+
+def fitted_checkpointing(s: Settings) -> bool:
+    """Whether the fast path fits checkpointing to ``vram_budget_gib`` (GPU only) instead of TRL's all layers."""
+    return bool(s.optimization.fast_path and s.optimization.vram_budget_gib and torch.cuda.is_available())

@@ -99,7 +99,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from .fastpath import configure_runtime
     from .evaluation.callback import attach, intent_sft_trainer
     from .guards import OverfitWarning, StopGuard, robust_trainer_class
-    from .hf_args import lora_config, resolve_precision, sft_config
+    from .hf_args import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
     from .modeling import load_model, load_tokenizer, memory_gb, model_source
     from .outputs import check_output_dir, find_resume_checkpoint
 
@@ -139,6 +139,10 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         say(f"Applying 4-bit quantization ({s.quantization.bnb_4bit_quant_type}, "
             f"double quant {'on' if s.quantization.bnb_4bit_use_double_quant else 'off'})...", log_path, is_main)
     model = load_model(s, precision, source)
+    if s.optimization.fast_path:
+        from .fastpath import prepare_model
+
+        prepare_model(model, attention="varlen" if s.data.packing else "as configured", liger=liger_on(s))
     loaded = memory_gb()
     footprint = model.get_memory_footprint() / 2**30
     say(f"Model loaded: {loaded:.1f}GB VRAM" if loaded is not None else f"Model loaded: {footprint:.2f}GB (CPU)",
@@ -166,6 +170,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     guard.trainer = trainer
     attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
     _finish_trainer(trainer, s, out, is_main, precision)
+    if s.optimization.fast_path:
+        _fast_path(trainer, s, fitted_checkpointing(s), lambda line: say(line, log_path, is_main))
     trainable, total = trainer.model.get_nb_trainable_parameters()
     say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
     world = state.num_processes
@@ -197,6 +203,21 @@ def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -
     for name, param in trainer.model.named_parameters():
         if param.requires_grad and (on_cpu or "modules_to_save" in name):
             param.data = param.data.to(torch.float32 if on_cpu else precision.compute_dtype)
+
+
+def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
+    from .fastpath import prepare_trainer
+
+    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None)
+    line = (f"Fast path: {trainer.model.config._attn_implementation} attention, LoRA dropout folded into "
+            f"{done['lean_lora_dropout']} adapters" + (", Liger kernels" if done.get("liger_applied") else ""))
+    plan = done.get("checkpointing")
+    if plan:
+        line += (f"; {plan['checkpointed']} of {plan['layers']} decoder layers checkpointed to fit "
+                 f"{plan['budget_gib']:g} GiB")
+        if "predicted_peak_gib" in plan:
+            line += f" (predicted peak {plan['predicted_peak_gib']:.1f} GiB)"
+    echo(line)
 
 
 def resume_command(argv: list[str] | None = None) -> str:

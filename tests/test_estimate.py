@@ -13,7 +13,9 @@ from ethsft.estimate import (BUILTIN_SHAPES, GPUS, dataset_stats, estimate_memor
                              fit_verdict, model_shape, named_gpu, pack_rows)
 from ethsft.ops_cli import estimate as estimate_cmd
 
-PRESET_12GB = REPO / "configs" / "training_config.yaml"
+# The guide's own 12GB layout (batch 1 x accumulation 16, 2048-token samples, full checkpointing): the shipped
+# 12GB preset packs rows for the fast path instead.
+PRESET_12GB = REPO / "tests" / "fixtures" / "guide_layout_12gb.yaml"
 
 
 def test_mistral_7b_shape_offline_has_the_real_parameter_count():

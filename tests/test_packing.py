@@ -157,3 +157,83 @@ def test_spread():
     assert fastpath.spread(32, 32) == list(range(32))
     picked = fastpath.spread(32, 8)
     assert len(picked) == 8 and picked[0] < 4 and picked[-1] >= 28
+
+
+def test_dropout_linear_matches_dropout_then_linear():
+    """The fused LoRA dropout draws its mask again in backward from the seed: same output and gradients as
+    dropping x with that mask and multiplying."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 16, requires_grad=True)
+    w = torch.randn(4, 16, requires_grad=True)
+    y = fastpath._DropoutLinear.apply(x, w, 0.3, 1234)
+    keep = fastpath._dropout_mask(x.shape, 0.3, 1234, x.device)
+    assert 0.5 < keep.float().mean().item() < 0.85
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    y2 = (x2 * keep / 0.7) @ w2.t()
+    g = torch.randn_like(y)
+    y.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(y, y2)
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+
+
+def _lora_model(path, dropout):
+    from peft import LoraConfig, get_peft_model
+
+    model = _load(path, "sdpa")
+    torch.manual_seed(1)
+    cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj", "v_proj"],
+                     init_lora_weights=False)
+    return get_peft_model(model, cfg).eval()
+
+
+def test_lean_lora_dropout_eval_identical_and_checkpoint_consistent(tiny_model_path):
+    ids = _samples(_vocab(tiny_model_path))[2][0][None]
+    model = _lora_model(tiny_model_path, 0.2)
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    layers = model.config.num_hidden_layers
+    assert fastpath.lean_lora_dropout(model) == 2 * layers
+    assert fastpath.lean_lora_dropout(model) == 0  # already folded
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, before)  # eval: no dropout, same numbers
+
+    def grads(n_ckpt, seed=5):
+        model.train()
+        fastpath.set_checkpointed_layers(model, n_ckpt)
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        model(input_ids=ids, labels=ids).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, ckpt = grads(0), grads(layers)  # recompute must draw the same masks
+    assert plain and set(plain) == set(ckpt)
+    for name in plain:
+        torch.testing.assert_close(plain[name], ckpt[name], rtol=1e-5, atol=1e-7)
+    other = grads(0, seed=6)  # another seed: other masks, other gradients (dropout is live)
+    assert any(not torch.allclose(plain[n], other[n]) for n in plain)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlashAttention needs a CUDA GPU")
+@pytest.mark.parametrize("pad", [0, 11])
+def test_flash_varlen_gqa_matches_per_sample_sdpa(pad):
+    """The direct FlashAttention call (grouped k/v heads not repeated) equals causal SDPA run sample by sample."""
+    torch.manual_seed(0)
+    lens = [37, 5, 300, 18, 129]
+    total = sum(lens)
+    cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.int32, device="cuda")
+    L, H, Hkv, D = total + pad, 8, 2, 64
+    q = torch.randn(1, H, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, Hkv, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, Hkv, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    out = fastpath._varlen(q, k, v, cu, max(lens), None, None)  # (1, L, H, D)
+    ref = fastpath.packed_sdpa_loop(q, k, v, cu)
+    torch.testing.assert_close(out[:, :total], ref[:, :total], atol=2e-2, rtol=2e-2)
+    assert torch.count_nonzero(out[:, total:]) == 0
+    g = torch.randn_like(out)
+    g[:, total:] = 0
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    grads_ref = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
