@@ -31,7 +31,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ethsft-prof-"))
     dataset = bench.prepare_data(work, args.samples)
     (name, knobs), = bench.parse_modes(args.mode)
-    wait, warm = 2, 1
+    wait, warm = 3, 1
     prepared, done, plan = bench.build_mode(name, knobs, args.shape, dataset, wait + warm + args.active + 1, 12.0, work)
     trainer = prepared.trainer
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])

@@ -103,6 +103,7 @@ def sync_points(trainer, checkpointed: int = 0) -> dict:
         warnings.showwarning = show
         torch.cuda.set_sync_debug_mode(1)
         try:
+            trainer.current_gradient_accumulation_steps = 1  # set by train() in a real run
             trainer.training_step(model, inputs)
         finally:
             torch.cuda.set_sync_debug_mode(0)

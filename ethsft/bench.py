@@ -14,7 +14,7 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
 (tokens per packed row / max_length), batch, accum (micro-batches per optimizer step), vram (GiB), packing (0|1),
-path (ethsft|trl), offload (0|1).
+path (ethsft|trl), offload (0|1), compile (0|1: torch.compile each decoder layer), optim (default: the preset's).
 
 Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
@@ -60,9 +60,9 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
         for kv in [x for x in rest.split(";") if x]:
             k, _, v = kv.partition("=")
             if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "accum", "vram", "offload",
-                         "label"):
+                         "compile", "optim", "label"):
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
-            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload") else (float(v) if k == "vram" else v)
+            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload", "compile") else (float(v) if k == "vram" else v)
         if rest:
             knobs["label"] = MODES[base]["label"] + f" [{rest}]"
         out.append((part, knobs))
@@ -102,8 +102,10 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
         "logging.eval_strategy": "no", "logging.save_strategy": "no", "logging.load_best_model_at_end": False,
         "logging.logging_steps": 1000, "logging.report_to": "none", "logging.eval_accuracy_samples": 0,
     }
+    if knobs.get("optim"):
+        overrides["optimization.optim"] = knobs["optim"]
     if knobs["path"] == "ethsft":  # the fast path as a preset turns it on (ethsft.train.build_trainer)
-        overrides.update({"optimization.fast_path": True,
+        overrides.update({"optimization.fast_path": True, "optimization.compile": bool(knobs.get("compile", 0)),
                           "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if ckpt == "fit" else None})
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",

@@ -42,6 +42,8 @@ optimization
   fast_path [False]               ethsft's fast path (ethsft/fastpath.py): packed rows attend per sample through
                                   FlashAttention varlen, LoRA dropout keeps no copies, SwiGLU keeps half its
                                   activations (or Liger's), cuDNN SDPA off. Same math, less memory and time
+  compile [False]                 with fast_path: torch.compile each decoder layer (fused elementwise kernels, far
+                                  less Python per step; the first steps pay the compilation)
   vram_budget_gib [None]          with fast_path on a GPU: checkpoint only as many decoder layers as keep the
                                   peak (measured at start-up on the longest rows) under this many GiB; replaces
                                   gradient_checkpointing's all-or-nothing
@@ -137,6 +139,7 @@ class OptimizationArgs:
     bf16: bool = True
     use_liger_kernel: bool | str = False
     fast_path: bool = False
+    compile: bool = False
     vram_budget_gib: float | None = None
 
 

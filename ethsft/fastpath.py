@@ -42,13 +42,17 @@ def liger_available() -> bool:
 
 
 def varlen_available() -> bool:
-    if not torch.cuda.is_available():
-        return False
-    try:
-        from torch.nn.attention import varlen  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(varlen, "varlen_attn")
+    global _VARLEN_OK
+    if _VARLEN_OK is None:
+        try:
+            from torch.nn.attention import varlen
+        except ImportError:
+            varlen = None
+        _VARLEN_OK = torch.cuda.is_available() and hasattr(varlen, "varlen_attn")
+    return _VARLEN_OK
+
+
+_VARLEN_OK = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -143,7 +147,10 @@ def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
     q = query[0].transpose(0, 1)  # (L, H, D)
     k = key[0].transpose(0, 1)
     v = value[0].transpose(0, 1)
-    cu, total, _ = _cu_meta(cu, q.device)
+    if torch.compiler.is_compiling():  # traced: no host reads; TRL's padding-free rows end at the last sample
+        cu, total = cu.to(device=q.device, dtype=torch.int32), q.shape[0]
+    else:
+        cu, total, _ = _cu_meta(cu, q.device)
     if _FLASH_DIRECT:
         out = flash_varlen(q, k, v, cu, max_len, scaling, sliding_window)
         if total < q.shape[0]:  # rows past the last sample (pad_to_multiple_of) are left unwritten by the kernel
@@ -406,9 +413,21 @@ def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = FIT_MARGIN
     return plan
 
 
-def prepare_trainer(trainer, budget_gib: float | None) -> dict:
+def compile_layers(model) -> int:
+    """``torch.compile`` every decoder layer in place (regional compilation: one graph serves all layers)."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
+def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False) -> dict:
     """Fast-path changes once the trainer holds the LoRA model: Liger now (``train()`` would apply it later, after
-    the probes), lean LoRA dropout, then checkpointing fitted to ``budget_gib`` (None: leave it as configured)."""
+    the probes), lean LoRA dropout (or compiled layers, which trace peft's own dropout), then checkpointing fitted
+    to ``budget_gib`` (None: leave it as configured)."""
     base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
     done = dict(getattr(base, "ethsft_prepared", {}))  # what prepare_model did at load
     if trainer.args.use_liger_kernel:
@@ -416,20 +435,23 @@ def prepare_trainer(trainer, budget_gib: float | None) -> dict:
 
         apply_liger_kernel(trainer.model, trainer.args.liger_kernel_config)
         done["liger_applied"] = True
-    done["lean_lora_dropout"] = lean_lora_dropout(trainer.model)
+    if compile:
+        done["compiled_layers"] = compile_layers(trainer.model)
+    else:
+        done["lean_lora_dropout"] = lean_lora_dropout(trainer.model)
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     trainer.ethsft_fast_path = done
     return done
 
 
-def prepare_model(model, attention: str = "varlen", liger: bool = False) -> dict:
+def prepare_model(model, attention: str = "varlen", liger: bool = False, compile: bool = False) -> dict:
     """Fast-path model changes after loading (before the trainer wraps it); returns what was done."""
     done = configure_runtime()
     if attention == "varlen":
         done["attn_implementation"] = use_varlen_attention(model)
         done["varlen_kernel"] = varlen_available()
-    if not liger:
+    if not liger and not compile:  # compiled layers fuse SwiGLU themselves
         done["lean_mlp_layers"] = lean_mlp(model)
     model.ethsft_prepared = done
     return done

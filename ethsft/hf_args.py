@@ -109,6 +109,9 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
         bf16=precision.bf16,
         fp16=precision.fp16,
         use_liger_kernel=liger_on(s),
+        # compiled layers fuse RMSNorm, RoPE and SwiGLU themselves: Liger keeps only its fused linear cross-entropy
+        liger_kernel_config={"rope": False, "rms_norm": False, "swiglu": False}
+        if o.fast_path and o.compile and liger_on(s) else None,
         logging_steps=lg.logging_steps,
         save_strategy=lg.save_strategy,
         save_steps=lg.save_steps,

@@ -142,7 +142,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     if s.optimization.fast_path:
         from .fastpath import prepare_model
 
-        prepare_model(model, attention="varlen" if s.data.packing else "as configured", liger=liger_on(s))
+        prepare_model(model, attention="varlen" if s.data.packing else "as configured", liger=liger_on(s),
+                      compile=s.optimization.compile)
     loaded = memory_gb()
     footprint = model.get_memory_footprint() / 2**30
     say(f"Model loaded: {loaded:.1f}GB VRAM" if loaded is not None else f"Model loaded: {footprint:.2f}GB (CPU)",
@@ -208,9 +209,13 @@ def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -
 def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
     from .fastpath import prepare_trainer
 
-    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None)
-    line = (f"Fast path: {trainer.model.config._attn_implementation} attention, LoRA dropout folded into "
-            f"{done['lean_lora_dropout']} adapters" + (", Liger kernels" if done.get("liger_applied") else ""))
+    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None, s.optimization.compile)
+    line = f"Fast path: {trainer.model.config._attn_implementation} attention"
+    if "compiled_layers" in done:
+        line += f", {done['compiled_layers']} decoder layers compiled"
+    else:
+        line += f", LoRA dropout folded into {done['lean_lora_dropout']} adapters"
+    line += ", Liger kernels" if done.get("liger_applied") else ""
     plan = done.get("checkpointing")
     if plan:
         line += (f"; {plan['checkpointed']} of {plan['layers']} decoder layers checkpointed to fit "
