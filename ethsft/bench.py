@@ -104,9 +104,11 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     }
     if knobs.get("optim"):
         overrides["optimization.optim"] = knobs["optim"]
-    if knobs["path"] == "ethsft":  # the fast path as a preset turns it on (ethsft.train.build_trainer)
-        overrides.update({"optimization.fast_path": True, "optimization.compile": bool(knobs.get("compile", 0)),
-                          "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if ckpt == "fit" else None})
+    # the fast path as a preset turns it on (ethsft.train.build_trainer); TRL's own modes (a, a') turn it off,
+    # whatever the 12GB preset they start from says
+    fast = knobs["path"] == "ethsft"
+    overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)),
+                      "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
                           "optimization.bf16": False})

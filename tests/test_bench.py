@@ -50,7 +50,11 @@ def test_bench_tiny_cpu(tmp_path, ethsft_cache):
     modes = {m["mode"]: m for m in report["modes"]}
     for name in MODES.split(","):
         assert modes[name].get("tokens_per_s"), modes[name]
+    for plain in ("a", "a':attn=sdpa;rows=512"):  # TRL's own path: none of the fast path, whatever the preset says
+        assert modes[plain]["attn_implementation"] == "sdpa" and modes[plain]["fastpath"] == {}, modes[plain]
+    assert modes["a"]["checkpointing"]["checkpointed"] == 2
     assert modes["b:rows=512;ckpt=1"]["attn_implementation"] == "ethsft_varlen"
+    assert modes["b:rows=512;ckpt=1"]["fastpath"]["lean_lora_dropout"] == 2 * 2
     assert modes["b:rows=512;ckpt=1"]["fastpath"]["lean_mlp_layers"] == 2
     assert modes["b:rows=512;ckpt=1"]["checkpointing"]["checkpointed"] == 1
     assert modes["b:rows=512;ckpt=1"]["vs_a"] and modes["b:rows=512;ckpt=1"]["vs_a_prime"]
