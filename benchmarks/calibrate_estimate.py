@@ -36,13 +36,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MODEL = os.environ.get("CALIBRATE_MODEL", "embedded:mistral-7b")  # embedded:tiny-mistral: a CPU smoke test
 # name -> (preset, --set overrides). All on the 7B shape; eval and checkpoint saving off, accumulation 1.
 SETTINGS: dict[str, tuple[str, list[str]]] = {
-    "12gb": ("configs/training_config.yaml", []),
-    "12gb-len1024": ("configs/training_config.yaml", ["data.max_length=1024"]),
-    "12gb-bs2": ("configs/training_config.yaml", ["training.per_device_train_batch_size=2"]),
-    "12gb-r64-all": ("configs/training_config.yaml", ["lora.r=64", "lora.alpha=128", "lora.target_modules=all-linear"]),
-    "12gb-nockpt": ("configs/training_config.yaml", ["optimization.gradient_checkpointing=false"]),
-    "pack2048": ("configs/training_config.yaml", ["data.packing=true", "data.max_length=2048"]),
-    "pack4096-nockpt": ("configs/training_config.yaml", ["data.packing=true", "data.max_length=4096",
+    "12gb": ("configs/guide_12gb.yaml", []),
+    "12gb-len1024": ("configs/guide_12gb.yaml", ["data.max_length=1024"]),
+    "12gb-bs2": ("configs/guide_12gb.yaml", ["training.per_device_train_batch_size=2"]),
+    "12gb-r64-all": ("configs/guide_12gb.yaml", ["lora.r=64", "lora.alpha=128", "lora.target_modules=all-linear"]),
+    "12gb-nockpt": ("configs/guide_12gb.yaml", ["optimization.gradient_checkpointing=false"]),
+    "pack2048": ("configs/guide_12gb.yaml", ["data.packing=true", "data.max_length=2048"]),
+    "pack4096-nockpt": ("configs/guide_12gb.yaml", ["data.packing=true", "data.max_length=4096",
                                                          "optimization.gradient_checkpointing=false"]),
     "8gb": ("configs/8gb.yaml", []),
     "16gb": ("configs/16gb.yaml", []),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for the core path: the 12GB preset on a Mistral-7B-shaped model (random weights, 4-bit),
+# GPU check for the core path: the guide's 12GB layout (configs/guide_12gb.yaml) on a Mistral-7B-shaped model (random weights, 4-bit),
 # plain `ethsft train` and `accelerate launch --config_file launch/zero2.yaml` with one process, on
 # realistic synth samples and on samples padded to 2048 tokens (the worst case for peak memory).
 # Usage (repo root, deps installed): OUT=results bash benchmarks/gpu_core.sh
@@ -14,7 +14,7 @@ python -m ethsft synth --rows 120 --output $W/decoded-small.csv --seed 8
 python -m ethsft prepare --input $W/decoded-small.csv --output $W/ds-small --split 0.8 0.1 0.1 --no-token-stats
 python benchmarks/long_dataset.py --dataset $W/ds-small --output $W/ds-2048 --tokens 2048
 time python -c "from ethsft.embedded import resolve; print(resolve('embedded:mistral-7b'))"
-common=(--config configs/training_config.yaml --base-model embedded:mistral-7b --set training.max_steps=$STEPS
+common=(--config configs/guide_12gb.yaml --base-model embedded:mistral-7b --set training.max_steps=$STEPS
         --set logging.logging_steps=1 --set logging.save_steps=1000 --set logging.eval_steps=1000)
 run() {  # name, launcher..., -- dataset
   local name=$1; shift

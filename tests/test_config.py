@@ -109,3 +109,20 @@ def test_cli_reports_config_errors_without_traceback():
     result = CliRunner().invoke(cli, ["train", "--set", "lora.rank=8", "--dry-run"])
     assert result.exit_code == 2
     assert "Error: --set lora.rank: unknown key 'rank' in section 'lora' (did you mean 'r'?)" in result.output
+
+
+def test_fast_path_keys():
+    from ethsft.hf_args import fitted_checkpointing, liger_on, sft_config
+
+    s = load_settings(sets=["optimization.use_liger_kernel=auto", "optimization.fast_path=true",
+                            "optimization.vram_budget_gib=11"])
+    assert s.optimization.use_liger_kernel == "auto" and s.optimization.vram_budget_gib == 11.0
+    # no GPU here: Liger's auto is off and checkpointing stays as configured (nothing to measure a budget on)
+    assert liger_on(s) is False and fitted_checkpointing(s) is False
+    assert sft_config(s).gradient_checkpointing is True
+    with pytest.raises(ConfigError) as e:
+        load_settings(sets=["optimization.use_liger_kernel=sometimes"])
+    assert str(e.value) == "optimization.use_liger_kernel must be true, false or auto, got 'sometimes'"
+    with pytest.raises(ConfigError) as e:
+        load_settings(sets=["optimization.vram_budget_gib=0"])
+    assert str(e.value) == "optimization.vram_budget_gib must be positive, got 0.0"

@@ -13,9 +13,9 @@ from ethsft.estimate import (BUILTIN_SHAPES, GPUS, dataset_stats, estimate_memor
                              fit_verdict, model_shape, named_gpu, pack_rows)
 from ethsft.ops_cli import estimate as estimate_cmd
 
-# The guide's own 12GB layout (batch 1 x accumulation 16, 2048-token samples, full checkpointing): the shipped
+# The guide's own 12GB layout (batch 1 x accumulation 16, 2048-token samples, full checkpointing): the default
 # 12GB preset packs rows for the fast path instead.
-PRESET_12GB = REPO / "tests" / "fixtures" / "guide_layout_12gb.yaml"
+PRESET_12GB = REPO / "configs" / "guide_12gb.yaml"
 
 
 def test_mistral_7b_shape_offline_has_the_real_parameter_count():
