@@ -1,12 +1,16 @@
-"""ethsft's fast path: runtime tweaks that make training faster without changing what is learned.
+"""ethsft's fast path (``optimization.fast_path``): changes that make training faster without changing what is
+learned. ``prepare_model`` runs at load, ``prepare_trainer`` once the LoRA model exists (``ethsft.train``).
 
 * ``configure_runtime``: cuDNN SDPA off (it builds a new execution plan for every new sequence shape: stalls).
-* ``VARLEN`` attention (``ethsft_varlen``): packed rows go through ``torch.nn.attention.varlen.varlen_attn``
-  (PyTorch's bundled FlashAttention varlen kernel) using the ``cu_seq_lens_q`` TRL's padding-free collator
-  already computes; each sample attends only to itself (causal), no L x L mask is built. Where varlen_attn is
-  missing (CPU, old torch) a per-sample SDPA loop gives the same result; unpacked/padded batches go to SDPA.
+* ``VARLEN`` attention (``ethsft_varlen``): packed rows go through PyTorch's bundled FlashAttention varlen kernel
+  (``aten._flash_attention_*``, grouped k/v heads passed as they are) using the ``cu_seq_lens_q`` TRL's
+  padding-free collator computes; each sample attends only to itself (causal), no L x L mask, no host sync per
+  layer. Without CUDA a per-sample SDPA loop gives the same result; unpacked/padded batches go to SDPA.
+* ``lean_lora_dropout``: each adapter's dropout folded into its ``lora_A`` matmul, the mask drawn again in
+  backward from a seed: no dropped copy or mask kept, and q and v share one saved input.
 * ``lean_mlp``: SwiGLU as one autograd function that keeps gate and up outputs only (recomputes silu and the
   product in backward): ~half the MLP's saved activations, same math. Skipped where Liger is used (it fuses it).
+* ``compile_layers`` (``optimization.compile``): ``torch.compile`` per decoder layer.
 * Checkpointing sized to a memory budget: ``set_checkpointed_layers`` checkpoints n evenly spread decoder layers;
   ``fit_checkpointing`` measures (two probe micro-batches at the real row length) what a checkpointed and an
   uncheckpointed layer cost and checkpoints as few layers as fit the budget.
