@@ -1,7 +1,7 @@
 """`ethsft demo`: the whole path on the embedded default, offline, on CPU.
 
 synth transactions -> prepare the dataset -> score the untrained model -> train a 4-bit QLoRA adapter
-(configs/tiny_cpu.yaml, the same `ethsft.train.run` a 7B run uses) -> reload the saved adapter ->
+(configs/demo_cpu.yaml, the same `ethsft.train.run` a 7B run uses) -> reload the saved adapter ->
 generate -> score again. Only the config is special.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny_cpu.yaml"
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_cpu.yaml"
 
 
 def banner(text: str) -> None:
@@ -24,7 +24,7 @@ def banner(text: str) -> None:
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
 @click.option("--rows", default=400, show_default=True, help="Synthetic transactions to generate.")
 @click.option("--config", "config_path", default=None,
-              help="Training config (default: the tiny CPU preset, configs/tiny_cpu.yaml).")
+              help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
 @click.option("--eval-samples", default=24, show_default=True, help="Test records scored before and after.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
@@ -35,9 +35,11 @@ def main(output: str, rows: int, config_path: str | None, eval_samples: int, see
     from .eth.synth import generate_rows, write_rows
     from .evaluation import evaluate_model
     from .evaluation.metrics import format_table
+    from .fastpath import configure_runtime
     from .train import run
 
     started = time.time()
+    configure_runtime()
     out = Path(output)
     raw, data, run_dir = out / "decoded.csv", out / "datasets", out / "adapter"
     config = Path(config_path) if config_path else REPO_CONFIG

@@ -116,8 +116,9 @@ def check_torch_cuda() -> list[Check]:
                                 f"but torch (CUDA {cuda_build}) cannot use it: the driver may be older than the "
                                 "CUDA runtime torch was built for, or CUDA_VISIBLE_DEVICES hides it"))
         else:
-            checks.append(Check("warn", "CUDA", "no GPU: this is a CPU-only machine. The tiny CPU preset "
-                                "(configs/tiny_cpu.yaml, `ethsft demo`), --dry-run, estimate and tests work here; "
+            checks.append(Check("warn", "CUDA", "no GPU: this is a CPU-only machine. The CPU presets "
+                                "(configs/tiny_cpu.yaml, configs/demo_cpu.yaml: `ethsft demo`), --dry-run, estimate "
+                                "and tests work here; "
                                 "a 7B QLoRA run needs an NVIDIA GPU (>= 8 GB with configs/8gb.yaml)"))
         return checks
     n = torch.cuda.device_count()

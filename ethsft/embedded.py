@@ -13,12 +13,24 @@ import tempfile
 from pathlib import Path
 
 EMBEDDED_PREFIX = "embedded:"
+# The tests' model: as small as a Mistral-architecture model gets, fast enough for a test suite.
 TINY_SHAPE = dict(
     hidden_size=64,
     intermediate_size=192,
     num_hidden_layers=2,
     num_attention_heads=4,
     num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
+# What `ethsft demo` trains: as narrow as the tests' model (the 32000-token output layer costs most of every
+# CPU step) but with 4 layers and 4 full key/value heads, enough to learn to copy addresses from the
+# transaction into the answer within minutes. (Wider or with more heads it learned slower on 2 CPU cores.)
+SMALL_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=192,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
     max_position_embeddings=4096,
 )
 # Mistral-7B-Instruct-v0.2's shape, for GPU benchmarks with random weights.
@@ -31,11 +43,13 @@ MISTRAL_7B_SHAPE = dict(
     max_position_embeddings=32768,
     rope_theta=1e6,
 )
-SHAPES = {"tiny-mistral": TINY_SHAPE, "mistral-7b": MISTRAL_7B_SHAPE}
+SHAPES = {"tiny-mistral": TINY_SHAPE, "small-mistral": SMALL_SHAPE, "mistral-7b": MISTRAL_7B_SHAPE}
 # A random lm_head at the usual init (std 0.02) behind a unit RMSNorm gives logits within about +-0.5:
-# no adapter upstream can make any token likely. Pretrained heads are far larger; the tiny model's head is
+# no adapter upstream can make any token likely. Pretrained heads are far larger; the tiny models' heads are
 # drawn at this std so that LoRA training can move the output distribution, as it does on a real model.
-HEAD_INIT_STD = {"tiny-mistral": float(os.environ.get("ETHSFT_TINY_HEAD_STD", "0.5"))}
+HEAD_INIT_STD = {"tiny-mistral": float(os.environ.get("ETHSFT_TINY_HEAD_STD", "0.5")), "small-mistral": 0.1}
+# Bump when build_model changes what it writes: cached models of an older build are then rebuilt, not reused.
+BUILD_VERSION = 1
 
 
 def cache_root() -> Path:
@@ -54,12 +68,28 @@ def resolve(name: str) -> str:
     if shape not in SHAPES:
         raise ValueError(f"unknown embedded model {name!r}; choose one of: "
                          + ", ".join(EMBEDDED_PREFIX + s for s in SHAPES))
-    target = cache_root() / "models" / shape
+    target = cache_root() / "models" / cache_name(shape)
     if not (target / "config.json").exists():
         with _build_lock(target):  # ranks of a multi-process run start at once: one builds, the others wait
             if not (target / "config.json").exists():
                 build_model(target, shape)
     return str(target)
+
+
+def fingerprint(shape: str) -> str:
+    """A short hash of everything that decides a shape's weights: its config, init stds and the build version."""
+    import hashlib
+    import json
+
+    recipe = {"shape": SHAPES[shape], "head_std": HEAD_INIT_STD.get(shape),
+              "build": BUILD_VERSION}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def cache_name(shape: str) -> str:
+    """Folder of a built shape under ``<cache>/models``: ``<shape>-<fingerprint>``, so a changed shape or init
+    never loads a stale build."""
+    return f"{shape}-{fingerprint(shape)}"
 
 
 def _build_lock(target: Path):
@@ -135,8 +165,8 @@ def build_model(target: Path, shape: str = "tiny-mistral", seed: int = 0) -> Pat
             model = MistralForCausalLM(config)
     finally:
         torch.set_default_dtype(default_dtype)
-    if shape in HEAD_INIT_STD:
-        with torch.no_grad():
+    with torch.no_grad():
+        if shape in HEAD_INIT_STD:
             model.lm_head.weight.normal_(0.0, HEAD_INIT_STD[shape])
 
     def save(tmp: str) -> None:

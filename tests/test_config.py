@@ -15,7 +15,7 @@ GUIDE = REPO / "tests" / "fixtures" / "guide_training_config.yaml"
 
 
 def test_the_presets_exist():
-    assert {p.stem for p in CONFIGS} >= {"training_config", "8gb", "16gb", "24gb", "80gb", "tiny_cpu"}
+    assert {p.stem for p in CONFIGS} >= {"training_config", "8gb", "16gb", "24gb", "80gb", "tiny_cpu", "demo_cpu"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -33,8 +33,9 @@ def test_cpu_machine_checklist_and_exit_code_zero(monkeypatch):
     assert lines[0] == "ethsft doctor"
     assert lines[1].startswith("  ✓ Python: 3.")
     assert lines[2].startswith("  ✓ torch: ") and "CPU build" in lines[2]
-    assert lines[3] == ("  ! CUDA: no GPU: this is a CPU-only machine. The tiny CPU preset (configs/tiny_cpu.yaml, "
-                        "`ethsft demo`), --dry-run, estimate and tests work here; a 7B QLoRA run needs an NVIDIA GPU "
+    assert lines[3] == ("  ! CUDA: no GPU: this is a CPU-only machine. The CPU presets (configs/tiny_cpu.yaml, "
+                        "configs/demo_cpu.yaml: `ethsft demo`), --dry-run, estimate and tests work here; a 7B QLoRA "
+                        "run needs an NVIDIA GPU "
                         "(>= 8 GB with configs/8gb.yaml)")
     assert lines[4].startswith("  ✓ bitsandbytes: ") and "NF4 double-quant matmul + backward on cpu (float32) correct" \
         in lines[4]
