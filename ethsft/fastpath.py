@@ -1,7 +1,8 @@
 """ethsft's fast path (``optimization.fast_path``): changes that make training faster without changing what is
 learned. ``prepare_model`` runs at load, ``prepare_trainer`` once the LoRA model exists (``ethsft.train``).
 
-* ``configure_runtime``: cuDNN SDPA off (it builds a new execution plan for every new sequence shape: stalls).
+* ``configure_runtime``: cuDNN SDPA off (it builds a new execution plan for every new sequence shape: stalls);
+  on CPU, freed memory stays in the heap (``keep_freed_memory``).
 * ``VARLEN`` attention (``ethsft_varlen``): packed rows go through PyTorch's bundled FlashAttention varlen kernel
   (``aten._flash_attention_*``, grouped k/v heads passed as they are) using the ``cu_seq_lens_q`` TRL's
   padding-free collator computes; each sample attends only to itself (causal), no L x L mask, no host sync per
@@ -10,7 +11,8 @@ learned. ``prepare_model`` runs at load, ``prepare_trainer`` once the LoRA model
   backward from a seed: no dropped copy or mask kept, and q and v share one saved input.
 * ``lean_mlp``: SwiGLU as one autograd function that keeps gate and up outputs only (recomputes silu and the
   product in backward): ~half the MLP's saved activations, same math. Skipped where Liger is used (it fuses it).
-* ``compile_layers`` (``optimization.compile``): ``torch.compile`` per decoder layer.
+* ``compile_layers`` (``optimization.compile``): ``torch.compile`` per decoder layer, the 4-bit weights
+  dequantised by tensor ops inside it (``ethsft.nf4``: no bitsandbytes host cost per matmul).
 * Checkpointing sized to a memory budget: ``set_checkpointed_layers`` checkpoints n evenly spread decoder layers;
   ``fit_checkpointing`` measures (two probe micro-batches at the real row length) what a checkpointed and an
   uncheckpointed layer cost and checkpoints as few layers as fit the budget.
@@ -36,7 +38,23 @@ def configure_runtime() -> dict:
     if torch.cuda.is_available():
         torch.backends.cuda.enable_cudnn_sdp(False)  # per-shape plan rebuilds stall variable-length training
         done["cudnn_sdp"] = False
+    else:
+        done["heap_keeps_freed_memory"] = keep_freed_memory()
     return done
+
+
+def keep_freed_memory() -> bool:
+    """CPU training frees and allocates the same large buffers (logits over 32000 tokens) every step. glibc hands
+    each back to the OS (munmap) and page-faults it in again: half of every step was kernel time on 2 cores. Keep
+    freed memory in the process heap instead (glibc only; elsewhere nothing changes)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def liger_available() -> bool:
@@ -417,11 +435,20 @@ def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = FIT_MARGIN
     return plan
 
 
-def compile_layers(model) -> int:
-    """``torch.compile`` every decoder layer in place (regional compilation: one graph serves all layers)."""
+def compile_settings() -> None:
+    """Process-wide torch.compile settings of the compiled layers. Common-subexpression elimination off: with it,
+    AOTAutograd merges backward's dequantisation of a 4-bit weight (``ethsft.nf4``) with forward's and keeps the
+    bf16 weight from forward to backward, ~0.4 GiB per 7B layer; without it only the 4-bit tensors are kept."""
     import torch._dynamo
+    import torch._functorch.config
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    torch._functorch.config.cse = False
+
+
+def compile_layers(model) -> int:
+    """``torch.compile`` every decoder layer in place (regional compilation: one graph serves all layers)."""
+    compile_settings()
     layers = decoder_layers(model)
     for layer in layers:
         layer.compile()
@@ -440,6 +467,9 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False) ->
         apply_liger_kernel(trainer.model, trainer.args.liger_kernel_config)
         done["liger_applied"] = True
     if compile:
+        from .nf4 import use_tensor_dequant
+
+        done["tensor_dequant_linears"] = use_tensor_dequant(trainer.model)  # traced into the compiled layers
         done["compiled_layers"] = compile_layers(trainer.model)
     else:
         done["lean_lora_dropout"] = lean_lora_dropout(trainer.model)

@@ -213,6 +213,8 @@ def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
     line = f"Fast path: {trainer.model.config._attn_implementation} attention"
     if "compiled_layers" in done:
         line += f", {done['compiled_layers']} decoder layers compiled"
+        if done.get("tensor_dequant_linears"):
+            line += f" ({done['tensor_dequant_linears']} 4-bit linears dequantised inside them)"
     else:
         line += f", LoRA dropout folded into {done['lean_lora_dropout']} adapters"
     line += ", Liger kernels" if done.get("liger_applied") else ""
