@@ -43,7 +43,8 @@ optimization
                                   FlashAttention varlen, LoRA dropout keeps no copies, SwiGLU keeps half its
                                   activations (or Liger's), cuDNN SDPA off. Same math, less memory and time
   compile [False]                 with fast_path: torch.compile each decoder layer (fused elementwise kernels, far
-                                  less Python per step; the first steps pay the compilation)
+                                  less Python per step, 4-bit NF4 weights dequantised inside the layer instead
+                                  of through bitsandbytes' ops: ethsft/nf4.py); the first steps pay the compilation
   vram_budget_gib [None]          with fast_path on a GPU: checkpoint only as many decoder layers as keep the
                                   peak (measured at start-up on the longest rows) under this many GiB; replaces
                                   gradient_checkpointing's all-or-nothing
