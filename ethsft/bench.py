@@ -83,7 +83,8 @@ def prepare_data(root: Path, samples: int, seed: int = 0) -> Path:
     return out
 
 
-def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: int, vram: float):
+def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: int, vram: float,
+                  sets: tuple[str, ...] = ()):
     from .config import load_settings
 
     cuda = _cuda()
@@ -112,7 +113,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
                           "optimization.bf16": False})
-    return load_settings(REPO / "configs" / "training_config.yaml", overrides, [])
+    return load_settings(REPO / "configs" / "training_config.yaml", overrides, list(sets))
 
 
 def _cuda() -> bool:
@@ -128,15 +129,17 @@ def _liger_on(knobs) -> bool:
     return liger_available() and _cuda() if v == "auto" else v in ("1", "true", "True")
 
 
-def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: int, vram: float, workdir: Path):
-    """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan)."""
+def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: int, vram: float, workdir: Path,
+               sets: tuple[str, ...] = ()):
+    """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan).
+    ``sets``: further ``section.key=value`` overrides (``--set``)."""
     from . import fastpath, hf_args, modeling
     from .train import build_trainer
 
     vram = float(knobs.get("vram", vram))
     ethsft_path = knobs["path"] == "ethsft"
     ckpt = str(knobs["ckpt"])
-    s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", total_steps, vram)
+    s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", total_steps, vram, sets)
     done = {}
     orig_load, orig_cfg = modeling.load_model, hf_args.sft_config
 
