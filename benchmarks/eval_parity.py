@@ -24,14 +24,13 @@ from ethsft import bench
 from ethsft.formatting import render
 
 
-def eval_nll(model, tokenizer, records: list[dict]) -> float:
-    """Token-weighted mean NLL over the completion tokens of ``records``, one record a forward pass."""
+def eval_nll(model, rendered: list) -> float:
+    """Token-weighted mean NLL over the completion tokens of ``rendered`` records, one record a forward pass."""
     device = next(p.device for p in model.parameters())
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for record in records:
-            r = render(record, tokenizer)
+        for r in rendered:
             ids = torch.tensor([r.input_ids], device=device)
             labels = torch.tensor(r.labels[1:], device=device)
             logits = model(input_ids=ids).logits[0, :-1].float()
@@ -42,19 +41,23 @@ def eval_nll(model, tokenizer, records: list[dict]) -> float:
 
 
 def run(name: str, knobs: dict, shape: str, dataset: Path, seed: int, sets: list[str], work: Path,
-        records: list[dict]) -> dict:
+        records: list[dict], rendered: list | None) -> tuple[dict, list]:
+    """Train one mode one epoch and score it; ``rendered``: the validation records as training renders them
+    (made here with the run's tokenizer the first time)."""
     sets = [*sets, f"training.seed={seed}", "training.num_train_epochs=1"]
     prepared, _, plan = bench.build_mode(name, knobs, shape, dataset, -1, 12.0, work, tuple(sets))
     trainer = prepared.trainer
     trainer.train()
-    loss = eval_nll(trainer.model, trainer.processing_class, records)
+    if rendered is None:
+        rendered = [render(record, trainer.processing_class) for record in records]
+    loss = eval_nll(trainer.model, rendered)
     res = {"mode": name, "seed": seed, "eval_nll": loss, "optimizer_steps": trainer.state.global_step,
            "tokens_seen": trainer.state.num_input_tokens_seen, "checkpointed": plan.get("checkpointed")}
     print(json.dumps(res), flush=True)
     del prepared, trainer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return res
+    return res, rendered
 
 
 def main() -> None:
@@ -73,24 +76,27 @@ def main() -> None:
     records = [json.loads(line) for line in (dataset / "validation.jsonl").read_text().splitlines() if line.strip()]
     modes = bench.parse_modes(args.modes)
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs = [run(name, knobs, args.shape, dataset, seed, args.sets, work, records)
-            for seed in seeds for name, knobs in modes]
+    runs, rendered = [], None
+    for seed in seeds:
+        for name, knobs in modes:
+            res, rendered = run(name, knobs, args.shape, dataset, seed, args.sets, work, records, rendered)
+            runs.append(res)
     summary = {}
     for name, _ in modes:
         losses = [r["eval_nll"] for r in runs if r["mode"] == name]
         summary[name] = {"mean": statistics.mean(losses), "stdev": statistics.stdev(losses) if len(losses) > 1 else 0.0,
                          "runs": losses}
     ref = modes[0][0]
-    spread = max(max(v["stdev"] for v in summary.values()), 1e-12)
+    spread = max(v["stdev"] for v in summary.values())
     for name, v in summary.items():
         v["minus_first"] = v["mean"] - summary[ref]["mean"]
-        v["in_seed_spreads"] = v["minus_first"] / spread
+        v["in_seed_spreads"] = v["minus_first"] / spread if spread else None
     report = {"shape": args.shape, "modes": args.modes, "seeds": seeds, "sets": args.sets,
               "validation_records": len(records), "summary": summary, "runs": runs}
     print(f"\neval NLL on {len(records)} validation records, one epoch each, seeds {seeds}:")
     for name, v in summary.items():
-        print(f"  {name:<24} {v['mean']:.4f} ± {v['stdev']:.4f}   {v['minus_first']:+.4f} vs {ref} "
-              f"({v['in_seed_spreads']:+.2f} seed spreads)")
+        ratio = "" if v["in_seed_spreads"] is None else f" ({v['in_seed_spreads']:+.2f} seed spreads)"
+        print(f"  {name:<24} {v['mean']:.4f} ± {v['stdev']:.4f}   {v['minus_first']:+.4f} vs {ref}{ratio}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 

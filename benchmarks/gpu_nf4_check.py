@@ -28,7 +28,7 @@ for (n, k) in [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)]:
                             compress_statistics=True).cuda()
     qs = lin.weight.quant_state
     state = nf4.nf4_state(lin)
-    ours = nf4.dequantize(*state[:6], *state[6:], torch.bfloat16)
+    ours = nf4.dequantize(*state, torch.bfloat16)
     theirs = bnb.functional.dequantize_4bit(lin.weight.data, qs).to(torch.bfloat16)
     row = {"equal": bool(torch.equal(ours, theirs)), "max_abs_diff": float((ours.float() - theirs.float()).abs().max())}
     x = torch.randn(2048, k, device="cuda", dtype=torch.bfloat16, requires_grad=True)

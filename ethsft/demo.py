@@ -35,11 +35,9 @@ def main(output: str, rows: int, config_path: str | None, eval_samples: int, see
     from .eth.synth import generate_rows, write_rows
     from .evaluation import evaluate_model
     from .evaluation.metrics import format_table
-    from .fastpath import configure_runtime
     from .train import run
 
     started = time.time()
-    configure_runtime()
     out = Path(output)
     raw, data, run_dir = out / "decoded.csv", out / "datasets", out / "adapter"
     config = Path(config_path) if config_path else REPO_CONFIG

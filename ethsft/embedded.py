@@ -74,8 +74,7 @@ def fingerprint(shape: str) -> str:
     import hashlib
     import json
 
-    recipe = {"shape": SHAPES[shape], "head_std": HEAD_INIT_STD.get(shape),
-              "build": BUILD_VERSION}
+    recipe = {"shape": SHAPES[shape], "head_std": HEAD_INIT_STD.get(shape), "build": BUILD_VERSION}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -158,8 +157,8 @@ def build_model(target: Path, shape: str = "tiny-mistral", seed: int = 0) -> Pat
             model = MistralForCausalLM(config)
     finally:
         torch.set_default_dtype(default_dtype)
-    with torch.no_grad():
-        if shape in HEAD_INIT_STD:
+    if shape in HEAD_INIT_STD:
+        with torch.no_grad():
             model.lm_head.weight.normal_(0.0, HEAD_INIT_STD[shape])
 
     def save(tmp: str) -> None:

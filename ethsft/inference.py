@@ -147,9 +147,11 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
     """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
     model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
     base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
+    from .fastpath import configure_runtime
     from .hf_args import Precision
     from .modeling import load_model
 
+    configure_runtime()  # as training does: cuDNN SDPA off, on CPU freed memory kept in the heap
     path = str(path)
     adapter = path if Path(path).is_dir() and is_adapter_dir(path) else None
     settings = (training_settings(path) if adapter else None) or Settings()

@@ -59,8 +59,8 @@ def _forward(self, x):
 
 
 def nf4_state(module) -> tuple | None:
-    """What ``_Linear4bit`` needs from a bitsandbytes ``Linear4bit``; None where it does not apply (FP4, or a
-    layout bitsandbytes only uses for CPU inference)."""
+    """What ``_Linear4bit`` needs from a bitsandbytes ``Linear4bit``, in ``dequantize``'s argument order (dtype
+    aside); None where it does not apply (FP4, or a layout bitsandbytes only uses for CPU inference)."""
     qs = getattr(module.weight, "quant_state", None)
     if qs is None or qs.quant_type != "nf4" or getattr(qs, "packing_format_for_cpu", False) or len(qs.shape) != 2:
         return None

@@ -31,7 +31,7 @@ def test_dequantize_bit_identical_to_bitsandbytes(double_quant, dtype):
     packed, qs = _quantized((96, 320), double_quant)
     _, state = _state(packed, qs)
     assert (state[3] is not None) == double_quant
-    ours = nf4.dequantize(*state[:6], *state[6:], dtype)
+    ours = nf4.dequantize(*state, dtype)
     qs.dtype = dtype
     theirs = bnb.functional.dequantize_4bit(packed, qs)
     assert ours.dtype == theirs.dtype == dtype and ours.shape == (96, 320)
@@ -67,11 +67,17 @@ def test_fp4_left_to_bitsandbytes():
     assert nf4.use_tensor_dequant(torch.nn.Sequential(module)) == 0
 
 
-def test_compiled_linear_keeps_only_the_4bit_weight():
+def test_compiled_linear_keeps_only_the_4bit_weight(monkeypatch):
     """Compiled (``optimization.compile``), backward dequantises again: what forward saves is the 4-bit weight and
     its scales, never a dequantised copy (which costs ~0.4 GiB per layer of a 7B model)."""
+    import torch._dynamo
+    import torch._functorch.config
+
     from ethsft import fastpath
 
+    # compile_settings changes process-wide settings: put them back after this test
+    monkeypatch.setattr(torch._functorch.config, "cse", torch._functorch.config.cse)
+    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", torch._dynamo.config.cache_size_limit)
     packed, qs = _quantized((512, 256), True, seed=3)
     module, _ = _state(packed, qs)
     module.compute_dtype = torch.float32
