@@ -1,6 +1,6 @@
 """`ethsft bench`: the guide's settings vs TRL's best built-in setup vs ethsft's fast path, one GPU, one run.
 
-Every mode trains ``warmup + steps`` optimizer steps (accumulation 1: one micro-batch a step) of the same
+Every mode trains ``warmup + steps`` optimizer steps (accumulation 1, one micro-batch a step, unless the mode says) of the same
 QLoRA job (embedded random-weight model of ``--model-shape`` in 4-bit, r=16 on q/v, paged AdamW 32-bit) on the
 same prepared synth dataset (real transaction lengths, the Mistral tokenizer), through ethsft's own
 ``build_trainer``. Modes (``--modes``, comma separated; ``name:key=value;key=value`` overrides a mode's knobs):
@@ -8,13 +8,14 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
   a      the guide's settings: batch 1, no packing, sdpa, every layer checkpointed
   a'     TRL's best built-in setup at the same budget: packing (bfd) + flex_attention + Liger (when installed),
          every layer checkpointed
-  b      ethsft's fast path: packing + varlen attention (cuDNN SDPA off) + lean SwiGLU or Liger,
-         checkpointing fitted to --vram by measurement
+  b      ethsft's fast path as the 12GB preset runs it: 2048-token packed rows x 4 a step, varlen attention
+         (cuDNN SDPA off), lean SwiGLU or Liger, each row replayed as CUDA graphs, checkpointing fitted to --vram
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
 (tokens per packed row / max_length), batch, accum (micro-batches per optimizer step), vram (GiB), packing (0|1),
-path (ethsft|trl), offload (0|1), compile (0|1: torch.compile each decoder layer), optim (default: the preset's).
+path (ethsft|trl), offload (0|1), compile (0|1: torch.compile each decoder layer), graphs (0|1: CUDA-graphed
+micro-batches), optim (default: the preset's).
 
 Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
@@ -41,8 +42,8 @@ MODES = {
               label="guide: batch 1, no packing, sdpa, full ckpt"),
     "a'": dict(path="trl", packing=1, attn="flex_attention", liger="auto", ckpt="all", rows=8192, batch=1,
                label="TRL best: packing bfd + flex + liger, full ckpt"),
-    "b": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=8192, batch=1,
-              label="ethsft fast path"),
+    "b": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=2048, batch=1, accum=4,
+              graphs=1, label="ethsft fast path (the 12GB preset)"),
     "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
                 label="ethsft fast path, 80GB preset"),
 }
@@ -60,9 +61,9 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
         for kv in [x for x in rest.split(";") if x]:
             k, _, v = kv.partition("=")
             if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "accum", "vram", "offload",
-                         "compile", "optim", "label"):
+                         "compile", "graphs", "optim", "label"):
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
-            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload", "compile") else (float(v) if k == "vram" else v)
+            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload", "compile", "graphs") else (float(v) if k == "vram" else v)
         if rest:
             knobs["label"] = MODES[base]["label"] + f" [{rest}]"
         out.append((part, knobs))
@@ -109,6 +110,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     # whatever the 12GB preset they start from says
     fast = knobs["path"] == "ethsft"
     overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)),
+                      "optimization.cuda_graphs": bool(knobs.get("graphs", 0)),
                       "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
@@ -228,6 +230,9 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
         "train_loss_last": next((h.get("train_loss") for h in reversed(trainer.state.log_history)
                                  if "train_loss" in h), None),
     }
+    graphed = getattr(trainer, "ethsft_graphs", None)
+    if graphed is not None:
+        res["cuda_graphs"] = {"replays": graphed.replays, "eager": graphed.eager}
     if torch.cuda.is_available():
         res["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
         res["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB

@@ -45,6 +45,10 @@ optimization
   compile [False]                 with fast_path: torch.compile each decoder layer (fused elementwise kernels, far
                                   less Python per step, 4-bit NF4 weights dequantised inside the layer instead
                                   of through bitsandbytes' ops: ethsft/nf4.py); the first steps pay the compilation
+  cuda_graphs [False]             with fast_path and packing on a GPU: every micro-batch padded to max_length tokens
+                                  and replayed as one CUDA graph forward and one backward (ethsft/graphs.py): no
+                                  host time per layer, so short rows (~2048 tokens, little activation memory) run
+                                  at the GPU's speed. Logs the loss only (no token accuracy/entropy per step)
   vram_budget_gib [None]          with fast_path on a GPU: checkpoint only as many decoder layers as keep the
                                   peak (measured at start-up on the longest rows) under this many GiB; replaces
                                   gradient_checkpointing's all-or-nothing
@@ -141,6 +145,7 @@ class OptimizationArgs:
     use_liger_kernel: bool | str = False
     fast_path: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     vram_budget_gib: float | None = None
 
 

@@ -169,7 +169,8 @@ def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
     q = query[0].transpose(0, 1)  # (L, H, D)
     k = key[0].transpose(0, 1)
     v = value[0].transpose(0, 1)
-    if torch.compiler.is_compiling():  # traced: no host reads; TRL's padding-free rows end at the last sample
+    if torch.compiler.is_compiling() or torch.cuda.is_current_stream_capturing():
+        # traced or captured: no host reads; TRL's padding-free rows (and graphed rows) end at the last bound
         cu, total = cu.to(device=q.device, dtype=torch.int32), q.shape[0]
     else:
         cu, total, _ = _cu_meta(cu, q.device)
@@ -292,41 +293,48 @@ def _dropout_mask(shape, p: float, seed: int, device) -> torch.Tensor:
 class _DropoutLinear(torch.autograd.Function):
     """``linear(dropout(x), w)`` saving x and a seed: the mask is drawn again in backward. peft's
     ``lora_A(dropout(x))`` keeps the dropped copy of x and the mask for every adapted module; here the modules fed
-    the same hidden states (q and v) share one saved x."""
+    the same hidden states (q and v) share one saved x. With ``seed`` None (CUDA graphs: a host-drawn seed would
+    be replayed unchanged) the mask is drawn from the device generator and kept as bools instead."""
 
     @staticmethod
-    def forward(ctx, x, weight, p: float, seed: int):
-        keep = _dropout_mask(x.shape, p, seed, x.device)
+    def forward(ctx, x, weight, p: float, seed: int | None):
         w = weight.to(x.dtype)
-        y = (x * keep).mul_(1.0 / (1.0 - p)) @ w.t()
-        ctx.save_for_backward(x, weight)
+        if seed is None:  # one fused kernel, as nn.Dropout: the dropped copy is not kept, the mask is
+            xd, keep = torch.native_dropout(x, p, True)
+            ctx.save_for_backward(x, weight, keep)
+        else:
+            keep = _dropout_mask(x.shape, p, seed, x.device)
+            xd = (x * keep).mul_(1.0 / (1.0 - p))
+            ctx.save_for_backward(x, weight)
         ctx.p, ctx.seed = p, seed
-        return y
+        return xd @ w.t()
 
     @staticmethod
     def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
+        x, weight, *kept = ctx.saved_tensors
         scale = 1.0 / (1.0 - ctx.p)
-        keep = _dropout_mask(x.shape, ctx.p, ctx.seed, x.device)
+        keep = kept[0] if kept else _dropout_mask(x.shape, ctx.p, ctx.seed, x.device)
         dy = dy.to(x.dtype)
         dx = dw = None
         if ctx.needs_input_grad[0]:
-            dx = (dy @ weight.to(x.dtype)).mul_(keep).mul_(scale)
+            dx = torch.ops.aten.native_dropout_backward(dy @ weight.to(x.dtype), keep, scale)
         if ctx.needs_input_grad[1]:
-            xd = (x * keep).mul_(scale)
+            xd = torch.ops.aten.native_dropout_backward(x, keep, scale)
             dw = (dy.reshape(-1, dy.shape[-1]).t() @ xd.reshape(-1, xd.shape[-1])).to(weight.dtype)
         return dx, dw, None, None
 
 
-def _dropout_linear_forward(module, p: float, x):
+def _dropout_linear_forward(module, p: float, device_masks: bool, x):
     if not (module.training and torch.is_grad_enabled()):
         return torch.nn.functional.linear(x, module.weight.to(x.dtype))
-    seed = int(torch.randint(0, 2**62, (1,)).item())  # host RNG: no GPU sync; checkpoint recompute restores it
+    # host RNG: no GPU sync; checkpoint recompute restores it
+    seed = None if device_masks else int(torch.randint(0, 2**62, (1,)).item())
     return _DropoutLinear.apply(x, module.weight, p, seed)
 
 
-def lean_lora_dropout(model) -> int:
-    """Fold each LoRA adapter's dropout into its ``lora_A`` (see ``_DropoutLinear``); returns modules changed."""
+def lean_lora_dropout(model, device_masks: bool = False) -> int:
+    """Fold each LoRA adapter's dropout into its ``lora_A`` (see ``_DropoutLinear``; ``device_masks`` for CUDA
+    graphs); returns modules changed."""
     n = 0
     for m in model.modules():
         drops, lora_a = getattr(m, "lora_dropout", None), getattr(m, "lora_A", None)
@@ -338,7 +346,7 @@ def lean_lora_dropout(model) -> int:
             if isinstance(drop, torch.nn.Dropout) and 0 < p < 1 and isinstance(a, torch.nn.Linear) and a.bias is None \
                     and name not in getattr(m, "lora_variant", {}):
                 drops[name] = torch.nn.Identity()
-                a.forward = partial(_dropout_linear_forward, a, p)
+                a.forward = partial(_dropout_linear_forward, a, p, device_masks)
                 n += 1
     return n
 
@@ -455,12 +463,14 @@ def compile_layers(model) -> int:
     return len(layers)
 
 
-def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False) -> dict:
+def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, graph_rows: int | None = None) -> dict:
     """Fast-path changes once the trainer holds the LoRA model: Liger now (``train()`` would apply it later, after
     the probes), lean LoRA dropout (or compiled layers, which trace peft's own dropout), then checkpointing fitted
-    to ``budget_gib`` (None: leave it as configured)."""
+    to ``budget_gib`` (None: leave it as configured), then CUDA-graphed micro-batches of ``graph_rows`` tokens
+    (``ethsft.graphs``; None: none)."""
     base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
     done = dict(getattr(base, "ethsft_prepared", {}))  # what prepare_model did at load
+    graph_rows = graph_rows if torch.cuda.is_available() else None
     if trainer.args.use_liger_kernel:
         from transformers.integrations.liger import apply_liger_kernel
 
@@ -472,9 +482,14 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False) ->
         done["tensor_dequant_linears"] = use_tensor_dequant(trainer.model)  # traced into the compiled layers
         done["compiled_layers"] = compile_layers(trainer.model)
     else:
-        done["lean_lora_dropout"] = lean_lora_dropout(trainer.model)
+        done["lean_lora_dropout"] = lean_lora_dropout(trainer.model, device_masks=bool(graph_rows))
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
+    if graph_rows:
+        from .graphs import use_cuda_graphs
+
+        trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
+        done["cuda_graph_rows"] = graph_rows
     trainer.ethsft_fast_path = done
     return done
 

@@ -42,13 +42,27 @@ class RobustTrainerMixin:
 
     nonfinite: tuple[int, float] | None = None  # (step, loss) of the first non-finite training loss
     last_checkpoint: str | None = None
+    _step_losses: list | None = None
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
-        # transformers' logging_nan_inf_filter hides a NaN step in the logged average: look at each step here
-        if self.nonfinite is None and not bool(torch.isfinite(loss.detach()).all()):
-            self.nonfinite = (self.state.global_step + 1, float(loss.detach().float().mean()))
+        # transformers' logging_nan_inf_filter hides a NaN step in the logged average: look at each micro-batch
+        # here, on the device (reading it now would wait for the GPU every micro-batch); ``check_nonfinite``
+        # reads them once a step
+        if self.nonfinite is None:
+            self._step_losses = (self._step_losses or []) + [loss.detach().float().reshape(-1).clone()]
         return loss
+
+    def check_nonfinite(self) -> tuple[int, float] | None:
+        """The first non-finite micro-batch loss of the step that just ended, as (step, loss); None if all were
+        finite. Sets ``nonfinite``."""
+        if self.nonfinite is None and self._step_losses:
+            losses = torch.cat(self._step_losses)
+            self._step_losses = None
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                self.nonfinite = (self.state.global_step, float(losses[bad[0, 0]]))
+        return self.nonfinite
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Resume with the adapter in the dtype it trained in. TRL keeps QLoRA adapters in bf16, but PEFT's
@@ -208,7 +222,8 @@ class StopGuard(TrainerCallback):
                   f"(send {name} again to exit at once)")
 
     def on_step_end(self, args, state, control, **kwargs):
-        nonfinite = getattr(self.trainer, "nonfinite", None)
+        check = getattr(self.trainer, "check_nonfinite", None)
+        nonfinite = check() if check else getattr(self.trainer, "nonfinite", None)
         flags = [1.0 if self.received is not None else 0.0, 1.0 if nonfinite is not None else 0.0]
         if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             t = torch.tensor(flags, device=args.device)

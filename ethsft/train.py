@@ -209,15 +209,19 @@ def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -
 def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
     from .fastpath import prepare_trainer
 
-    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None, s.optimization.compile)
+    graph_rows = s.data.max_length if s.optimization.cuda_graphs and s.data.packing else None
+    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None, s.optimization.compile,
+                           graph_rows)
     line = f"Fast path: {trainer.model.config._attn_implementation} attention"
     if "compiled_layers" in done:
         line += f", {done['compiled_layers']} decoder layers compiled"
         if done.get("tensor_dequant_linears"):
             line += f" ({done['tensor_dequant_linears']} 4-bit linears dequantised inside them)"
-    else:
+    elif "lean_lora_dropout" in done:
         line += f", LoRA dropout folded into {done['lean_lora_dropout']} adapters"
     line += ", Liger kernels" if done.get("liger_applied") else ""
+    if done.get("cuda_graph_rows"):
+        line += f", micro-batches of {done['cuda_graph_rows']} tokens replayed as CUDA graphs"
     plan = done.get("checkpointing")
     if plan:
         line += (f"; {plan['checkpointed']} of {plan['layers']} decoder layers checkpointed to fit "

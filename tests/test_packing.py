@@ -159,14 +159,21 @@ def test_spread():
     assert len(picked) == 8 and picked[0] < 4 and picked[-1] >= 28
 
 
-def test_dropout_linear_matches_dropout_then_linear():
-    """The fused LoRA dropout draws its mask again in backward from the seed: same output and gradients as
-    dropping x with that mask and multiplying."""
+@pytest.mark.parametrize("device_masks", [False, True])
+def test_dropout_linear_matches_dropout_then_linear(device_masks):
+    """The fused LoRA dropout draws its mask again in backward from the seed (or, for CUDA graphs, keeps the mask
+    it drew from the device generator): same output and gradients as dropping x with that mask and multiplying."""
     torch.manual_seed(0)
     x = torch.randn(2, 7, 16, requires_grad=True)
     w = torch.randn(4, 16, requires_grad=True)
-    y = fastpath._DropoutLinear.apply(x, w, 0.3, 1234)
-    keep = fastpath._dropout_mask(x.shape, 0.3, 1234, x.device)
+    if device_masks:
+        state = torch.get_rng_state()
+        y = fastpath._DropoutLinear.apply(x, w, 0.3, None)
+        torch.set_rng_state(state)
+        keep = torch.native_dropout(x.detach(), 0.3, True)[1]
+    else:
+        y = fastpath._DropoutLinear.apply(x, w, 0.3, 1234)
+        keep = fastpath._dropout_mask(x.shape, 0.3, 1234, x.device)
     assert 0.5 < keep.float().mean().item() < 0.85
     x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     y2 = (x2 * keep / 0.7) @ w2.t()
@@ -188,14 +195,15 @@ def _lora_model(path, dropout):
     return get_peft_model(model, cfg).eval()
 
 
-def test_lean_lora_dropout_eval_identical_and_checkpoint_consistent(tiny_model_path):
+@pytest.mark.parametrize("device_masks", [False, True])
+def test_lean_lora_dropout_eval_identical_and_checkpoint_consistent(tiny_model_path, device_masks):
     ids = _samples(_vocab(tiny_model_path))[2][0][None]
     model = _lora_model(tiny_model_path, 0.2)
     with torch.no_grad():
         before = model(input_ids=ids).logits
     layers = model.config.num_hidden_layers
-    assert fastpath.lean_lora_dropout(model) == 2 * layers
-    assert fastpath.lean_lora_dropout(model) == 0  # already folded
+    assert fastpath.lean_lora_dropout(model, device_masks) == 2 * layers
+    assert fastpath.lean_lora_dropout(model, device_masks) == 0  # already folded
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, before)  # eval: no dropout, same numbers
 

@@ -1,0 +1,192 @@
+"""CUDA-graph micro-batches (``optimization.cuda_graphs``, with the fast path's packed rows).
+
+Rows of ~2048 tokens need little activation memory, but on their own they run host-bound: each of the ~100
+decoder-layer calls of a micro-batch costs more host time (Python, peft and bitsandbytes dispatch, ~40 kernel
+launches) than its GPU time. Here every micro-batch is padded to one shape and its forward and backward are
+captured once as two CUDA graphs (``torch.cuda.make_graphed_callables``); each later micro-batch is copied into
+the graphs' inputs and replayed, one launch for the whole pass.
+
+* One shape: ``data.max_length`` tokens and ``bounds`` sample bounds. The padding is one more sample of ignored
+  tokens (labels -100) that attends only to itself; bounds left over are empty samples at the end. Both are
+  invisible to the loss and to every real sample.
+* The loss is TRL's: summed next-token NLL over ``num_items_in_batch`` (the completion tokens of the whole
+  accumulated batch), the LM head applied in checkpointed chunks (no full-row logits kept).
+* What is not graphed runs the trainer's own eager step: a row with more samples than ``bounds`` (warned),
+  evaluation, and everything on CPU. A capture that fails stops the run with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+HEAD_CHUNK = 512  # LM-head rows per checkpointed chunk: ~60 MiB of fp32 logits at a time for Mistral's vocabulary
+
+
+def row_bounds(rows: int) -> int:
+    """How many sample bounds a graphed row keeps: room for samples of 32 tokens on average (a chat-formatted
+    transaction is several times longer), plus the padding sample."""
+    return max(8, rows // 32) + 2
+
+
+def static_inputs(inputs: dict, rows: int, bounds: int, pad_id: int, num_items=None) -> tuple | None:
+    """A padding-free packed micro-batch (TRL's collator: one row, ``cu_seq_lens_q``) as the graphs' fixed-shape
+    inputs ``(input_ids, position_ids, cu_seq_lens, targets, num_items)``, built with device ops only (no host
+    sync); None where it does not fit ``rows`` tokens and ``bounds`` bounds."""
+    ids, cu, labels = inputs.get("input_ids"), inputs.get("cu_seq_lens_q"), inputs.get("labels")
+    if ids is None or cu is None or labels is None or ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] > rows:
+        return None
+    n = ids.shape[1]
+    pad = rows - n
+    if cu.numel() + (1 if pad else 0) > bounds:
+        return None
+    dev = ids.device
+    input_ids = F.pad(ids, (0, pad), value=pad_id)
+    positions = inputs.get("position_ids")
+    if positions is None:
+        positions = torch.arange(n, device=dev).unsqueeze(0)
+    position_ids = torch.cat([positions, torch.arange(pad, device=dev, dtype=positions.dtype).unsqueeze(0)], dim=1)
+    full = torch.full((bounds,), rows, dtype=torch.int32, device=dev)  # the padding sample, then empty ones
+    full[:cu.numel()] = cu.to(torch.int32)
+    targets = F.pad(labels[:, 1:], (0, pad + 1), value=-100)  # next-token targets, as the model's loss shifts
+    if num_items is None:  # transformers then averages per micro-batch (and divides by accumulation itself)
+        num_items = (targets != -100).sum()
+    count = torch.as_tensor(num_items, device=dev).to(torch.float32).clamp(min=1).reshape(())
+    return input_ids, position_ids, full, targets, count
+
+
+def _nll_sum(head, hidden, targets):
+    return F.cross_entropy(head(hidden).float(), targets, ignore_index=-100, reduction="sum")
+
+
+def chunked_nll(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = HEAD_CHUNK) -> torch.Tensor:
+    """Summed NLL of ``targets`` (-100 ignored) under ``head(hidden)``, ``chunk`` rows at a time, each chunk's
+    logits recomputed in backward instead of kept."""
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, hidden.shape[0], chunk):
+        total = total + checkpoint(_nll_sum, head, hidden[i:i + chunk], targets[i:i + chunk],
+                                   use_reentrant=False, preserve_rng_state=False)
+    return total
+
+
+class PackedLoss(torch.nn.Module):
+    """The training loss of one packed row from ``static_inputs``' tensors: the decoder (fast-path attention
+    reads the sample bounds), then ``chunked_nll`` over the count. Holds the trainer's model, so its
+    ``parameters()`` are the model's."""
+
+    def __init__(self, model, rows: int, autocast_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.model = model
+        self.rows = rows
+        self.autocast_dtype = autocast_dtype
+
+    def forward(self, input_ids, position_ids, cu, targets, count):
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        cast = (torch.autocast(input_ids.device.type, dtype=self.autocast_dtype, cache_enabled=False)
+                if self.autocast_dtype else contextlib.nullcontext())
+        with cast:
+            hidden = base.model(input_ids=input_ids, position_ids=position_ids, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                                max_length_q=self.rows, max_length_k=self.rows, use_cache=False).last_hidden_state
+            return chunked_nll(base.lm_head, hidden.flatten(0, 1), targets.flatten()) / count
+
+
+class GraphedLoss:
+    """Captures ``PackedLoss`` on the first micro-batch that fits, replays it for every later one."""
+
+    def __init__(self, trainer, rows: int):
+        mixed = getattr(trainer.accelerator, "mixed_precision", "no")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(mixed))
+        self.module = PackedLoss(trainer.model, rows, dtype)
+        self.rows, self.bounds = rows, row_bounds(rows)
+        self.pad_id = getattr(trainer.processing_class, "pad_token_id", None) or 0
+        self.graphed = None
+        self.replays = self.eager = 0
+
+    def __call__(self, inputs: dict, num_items=None) -> torch.Tensor | None:
+        static = static_inputs(inputs, self.rows, self.bounds, self.pad_id, num_items)
+        if static is None:
+            if self.eager == 0:
+                warnings.warn(f"ethsft cuda_graphs: a micro-batch does not fit the graphed shape ({self.rows} tokens, "
+                              f"{self.bounds - 2} samples a row); such micro-batches run eagerly", stacklevel=2)
+            self.eager += 1
+            return None
+        if self.graphed is None:
+            try:
+                self._capture(static)
+            except Exception as e:  # a failed capture leaves CUDA's random state unusable: no eager fallback
+                raise RuntimeError(f"CUDA-graph capture of the training step failed ({type(e).__name__}: {e}). "
+                                   "Set optimization.cuda_graphs: false to train without graphs.") from e
+        self.replays += 1
+        return self.graphed(*static)
+
+    def _capture(self, sample: tuple) -> None:
+        # one eager pass first (lazy initialisation, compilation), its memory handed back before capture: the
+        # graphs' own pool then holds one pass's activations, not two
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        torch.autograd.grad(self.module(*sample), params)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        with torch.autocast("cuda", enabled=False):
+            self.graphed = torch.cuda.make_graphed_callables(self.module, sample, num_warmup_iters=0)
+
+
+def packed_bounds(dataset) -> int | None:
+    """Sample bounds the longest-packed row of a TRL-packed dataset needs (its ``seq_lengths`` column), plus the
+    padding sample; None if the dataset does not say."""
+    if dataset is None or "seq_lengths" not in getattr(dataset, "column_names", ()):
+        return None
+    return max((len(lengths) for lengths in dataset["seq_lengths"]), default=1) + 2
+
+
+def use_cuda_graphs(trainer, rows: int) -> GraphedLoss:
+    """Route ``trainer``'s training loss through ``GraphedLoss`` (evaluation and rows that do not fit stay on
+    the trainer's own ``compute_loss``); returns the runner, whose ``replays``/``eager`` count what ran.
+
+    The graphed step also keeps the host from waiting for the GPU between micro-batches, so the next one's
+    launches queue behind the running one: batches go to the GPU asynchronously (from pinned memory), tokens seen
+    are counted on the host (one process), and the NaN/inf filter of the logged loss (a read of every
+    micro-batch's loss) is off: ethsft stops on a non-finite loss itself (``guards.StopGuard``)."""
+    runner = GraphedLoss(trainer, rows)
+    runner.bounds = min(runner.bounds, packed_bounds(trainer.train_dataset) or runner.bounds)
+    own = trainer.compute_loss
+
+    def compute_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and not return_outputs and torch.is_grad_enabled():
+            loss = runner(inputs, num_items_in_batch)
+            if loss is not None:
+                return loss
+        return own(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    trainer.compute_loss = compute_loss
+    _no_waits(trainer)
+    return runner
+
+
+def _no_waits(trainer) -> None:
+    own_prepare, own_track = trainer._prepare_inputs, trainer._track_num_input_tokens
+    device = trainer.args.device
+
+    def prepare_inputs(inputs):
+        if isinstance(inputs, dict):
+            inputs = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in inputs.items()}
+        return own_prepare(inputs)
+
+    def track_num_input_tokens(inputs):
+        ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        pad = getattr(trainer.processing_class, "pad_token_id", None)
+        if trainer.args.world_size > 1 or ids is None or ids.is_cuda or "attention_mask" in inputs:
+            return own_track(inputs)
+        mode = trainer.args.include_num_input_tokens_seen
+        if mode in ("yes", "all", True) or (mode == "non_padding" and pad is None):
+            trainer.state.num_input_tokens_seen += ids.numel()
+        elif mode == "non_padding":
+            trainer.state.num_input_tokens_seen += int((ids != pad).sum())
+
+    trainer._prepare_inputs = prepare_inputs
+    trainer._track_num_input_tokens = track_num_input_tokens
+    trainer.args.logging_nan_inf_filter = False

@@ -1,0 +1,80 @@
+"""CUDA-graphed micro-batches (``ethsft.graphs``): the fixed-shape row and its loss are TRL's, checked on CPU
+(the capture itself needs a GPU: ``benchmarks/`` runs it)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ethsft import graphs
+
+
+def _row():
+    # two samples (5 and 3 tokens) in a padding-free row, completion-only labels
+    ids = torch.tensor([[11, 12, 13, 14, 15, 21, 22, 23]])
+    labels = torch.tensor([[-100, -100, 13, 14, 15, -100, 22, 23]])
+    return {"input_ids": ids, "labels": labels, "position_ids": torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]]),
+            "cu_seq_lens_q": torch.tensor([0, 5, 8], dtype=torch.int32)}
+
+
+def test_static_inputs_pad_with_one_ignored_sample_and_empty_bounds():
+    ids, pos, cu, targets, count = graphs.static_inputs(_row(), rows=12, bounds=6, pad_id=0)
+    assert ids.tolist() == [[11, 12, 13, 14, 15, 21, 22, 23, 0, 0, 0, 0]]
+    assert pos.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3]]
+    assert cu.dtype == torch.int32 and cu.tolist() == [0, 5, 8, 12, 12, 12]
+    assert targets.tolist() == [[-100, 13, 14, 15, -100, 22, 23, -100, -100, -100, -100, -100]]
+    assert count.item() == 5.0
+    assert graphs.static_inputs(_row(), rows=12, bounds=6, pad_id=0, num_items=torch.tensor(40))[4].item() == 40.0
+
+
+def test_static_inputs_refuse_rows_that_do_not_fit():
+    assert graphs.static_inputs(_row(), rows=7, bounds=6, pad_id=0) is None  # longer than the graphed row
+    assert graphs.static_inputs(_row(), rows=12, bounds=3, pad_id=0) is None  # 2 samples + padding need 4 bounds
+    assert graphs.static_inputs(_row(), rows=8, bounds=3, pad_id=0)[2].tolist() == [0, 5, 8]  # exact fit: no padding
+    no_bounds = {k: v for k, v in _row().items() if k != "cu_seq_lens_q"}
+    assert graphs.static_inputs(no_bounds, rows=12, bounds=6, pad_id=0) is None
+
+
+def test_chunked_nll_equals_full_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(37, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 50, (37,), generator=g)
+    targets[::4] = -100
+    full = torch.nn.functional.cross_entropy(head(hidden), targets, ignore_index=-100, reduction="sum")
+    (gf,) = torch.autograd.grad(full, hidden)
+    chunked = graphs.chunked_nll(head, hidden, targets, chunk=8)
+    (gc,) = torch.autograd.grad(chunked, hidden)
+    torch.testing.assert_close(chunked, full)
+    torch.testing.assert_close(gc, gf)
+
+
+def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
+    """A real packed batch from the fast path's trainer: TRL's ``compute_loss`` on it, and ``PackedLoss`` on the
+    same batch padded by 37 tokens, give the same loss and the same LoRA gradients."""
+    from ethsft import bench
+
+    dataset = bench.prepare_data(tmp_path, 24)
+    knobs = dict(bench.MODES["b"], base="b", rows=1024, ckpt="none")
+    prepared, _, _ = bench.build_mode("b", knobs, "tiny-mistral", dataset, 1, 12, tmp_path, sets=("lora.dropout=0",))
+    trainer = prepared.trainer
+    model = trainer.model
+    model.train()
+    batch = next(b for b in trainer.get_train_dataloader() if b["cu_seq_lens_q"].numel() > 2)  # 2+ samples
+    inputs = trainer._prepare_inputs(batch)
+    n_items = torch.tensor(1000)  # the whole accumulated batch's count, as the trainer passes it
+
+    def loss_and_grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    ref, ref_grads = loss_and_grads(trainer.compute_loss(model, dict(inputs), num_items_in_batch=n_items))
+    rows = inputs["input_ids"].shape[1] + 37
+    static = graphs.static_inputs(inputs, rows, graphs.row_bounds(rows), pad_id=0, num_items=n_items)
+    ours, our_grads = loss_and_grads(graphs.PackedLoss(model, rows)(*static))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert ref_grads.keys() == our_grads.keys() and len(ref_grads) > 0
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert any(g.abs().sum() > 0 for g in ref_grads.values())
