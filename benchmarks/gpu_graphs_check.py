@@ -33,8 +33,8 @@ def main() -> int:
     rows = [trainer._prepare_inputs(b) for b, _ in zip(trainer.get_train_dataloader(), range(3))]
     n_items = torch.tensor(700, device="cuda")
     for i, inputs in enumerate(rows):
-        static = graphs.static_inputs(inputs, runner.rows, runner.bounds, runner.pad_id, n_items)
-        eager = graphs.PackedLoss(model, runner.rows, runner.module.autocast_dtype)(*static)
+        static = graphs.static_inputs(inputs, runner.shape, runner.pad_id, n_items)
+        eager = graphs.PackedLoss(model, runner.shape.longest, runner.module.autocast_dtype)(*static)
         eager_grads = torch.autograd.grad(eager, params)
         eager = eager.detach()  # no eager autograd graph may be alive while the graphs are captured
         replay = runner(inputs, n_items)
@@ -45,7 +45,7 @@ def main() -> int:
         print(f"row {i} ({inputs['input_ids'].shape[1]} tokens, {inputs['cu_seq_lens_q'].numel() - 1} samples): "
               f"eager loss {eager.item():.6f} replay {replay.item():.6f} max grad diff {diff:.2e} "
               f"{'OK' if same else 'MISMATCH'}")
-    print("replays", runner.replays, "eager", runner.eager, "fast path", done)
+    print("replays", runner.replays, "eager", runner.eager, runner.shape, "fast path", done)
     trainer, _ = _trainer(work / "dropout", 0.3)
     runner = trainer.ethsft_graphs
     trainer.model.train()

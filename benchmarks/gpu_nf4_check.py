@@ -1,5 +1,6 @@
-"""On a GPU: ethsft.nf4's tensor-op dequantisation equals bitsandbytes' CUDA kernel bit for bit on Mistral-7B's
-weight shapes, and what one 4-bit linear costs (host and GPU) through bitsandbytes vs a compiled tensor-op one.
+"""On a GPU: ethsft.nf4's tensor-op dequantisation (eager, and compiled alone as CUDA-graphed steps use it) equals
+bitsandbytes' CUDA kernel bit for bit on Mistral-7B's weight shapes; GPU time of one dequantisation each way; what
+one 4-bit linear costs (host and GPU) through bitsandbytes vs a compiled tensor-op one.
 Usage: python benchmarks/gpu_nf4_check.py > nf4_check.json"""
 import json
 import time
@@ -30,7 +31,12 @@ for (n, k) in [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)]:
     state = nf4.nf4_state(lin)
     ours = nf4.dequantize(*state, torch.bfloat16)
     theirs = bnb.functional.dequantize_4bit(lin.weight.data, qs).to(torch.bfloat16)
-    row = {"equal": bool(torch.equal(ours, theirs)), "max_abs_diff": float((ours.float() - theirs.float()).abs().max())}
+    fused = nf4.fused_dequantize(*state, torch.bfloat16)
+    row = {"equal": bool(torch.equal(ours, theirs)), "max_abs_diff": float((ours.float() - theirs.float()).abs().max()),
+           "fused_equal": bool(torch.equal(fused, theirs)),
+           "fused_max_abs_diff": float((fused.float() - theirs.float()).abs().max())}
+    row["bnb_dequant_s"] = timed(lambda: bnb.functional.dequantize_4bit(lin.weight.data, qs), 200)[1]
+    row["fused_dequant_s"] = timed(lambda: nf4.fused_dequantize(*state, torch.bfloat16), 200)[1]
     x = torch.randn(2048, k, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     g = torch.randn(2048, n, device="cuda", dtype=torch.bfloat16)
 

@@ -232,7 +232,8 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
     }
     graphed = getattr(trainer, "ethsft_graphs", None)
     if graphed is not None:
-        res["cuda_graphs"] = {"replays": graphed.replays, "eager": graphed.eager}
+        res["cuda_graphs"] = {"replays": graphed.replays, "eager": graphed.eager,
+                              "shape": vars(graphed.shape)}
     if torch.cuda.is_available():
         res["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
         res["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB

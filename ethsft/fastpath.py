@@ -9,6 +9,8 @@ learned. ``prepare_model`` runs at load, ``prepare_trainer`` once the LoRA model
   layer. Without CUDA a per-sample SDPA loop gives the same result; unpacked/padded batches go to SDPA.
 * ``lean_lora_dropout``: each adapter's dropout folded into its ``lora_A`` matmul, the mask drawn again in
   backward from a seed: no dropped copy or mask kept, and q and v share one saved input.
+* ``lean_lora_add``: each LoRA update added inside one ``addmm`` (no copy of the base output, no separate scale
+  and add passes).
 * ``lean_mlp``: SwiGLU as one autograd function that keeps gate and up outputs only (recomputes silu and the
   product in backward): ~half the MLP's saved activations, same math. Skipped where Liger is used (it fuses it).
 * ``compile_layers`` (``optimization.compile``): ``torch.compile`` per decoder layer, the 4-bit weights
@@ -351,6 +353,35 @@ def lean_lora_dropout(model, device_masks: bool = False) -> int:
     return n
 
 
+def _lora_addmm_forward(module, own_forward, x, *args, **kwargs):
+    active = [a for a in module.active_adapters if a in module.lora_A]
+    if module.disable_adapters or module.merged or args or kwargs or len(active) != 1 \
+            or active[0] in getattr(module, "lora_variant", {}) or module.lora_B[active[0]].bias is not None:
+        return own_forward(x, *args, **kwargs)
+    name = active[0]
+    result = module.base_layer(x)
+    lora_a = module.lora_A[name]
+    a = lora_a(module.lora_dropout[name](x if torch.is_autocast_enabled() else x.to(lora_a.weight.dtype)))
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), a.reshape(-1, a.shape[-1]).to(result.dtype),
+                      module.lora_B[name].weight.t().to(result.dtype), alpha=module.scaling[name])
+    return out.view(result.shape)
+
+
+def lean_lora_add(model) -> int:
+    """Each LoRA linear (one plain adapter active) adds its update with one ``addmm``: base + scaling * (A x) B^T,
+    the scaling and the sum inside the GEMM. peft copies the base output, then scales and adds in two more passes
+    over it (three full-size elementwise kernels per adapter forward, one more in backward). Returns modules
+    changed; anything else (merged, disabled, several adapters, DoRA, biased B) goes to peft's own forward."""
+    n = 0
+    for m in model.modules():
+        if isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict) and hasattr(m, "base_layer") \
+                and not getattr(m, "ethsft_lora_addmm", False):
+            m.forward = partial(_lora_addmm_forward, m, m.forward)
+            m.ethsft_lora_addmm = True
+            n += 1
+    return n
+
+
 # --------------------------------------------------------------------------------------------------------------
 # checkpointing sized to a budget
 def decoder_layers(model) -> list:
@@ -476,13 +507,16 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
 
         apply_liger_kernel(trainer.model, trainer.args.liger_kernel_config)
         done["liger_applied"] = True
-    if compile:
+    if compile or graph_rows:
         from .nf4 import use_tensor_dequant
 
-        done["tensor_dequant_linears"] = use_tensor_dequant(trainer.model)  # traced into the compiled layers
+        # traced into the compiled layers, or compiled alone (one kernel per weight) under CUDA graphs
+        done["tensor_dequant_linears"] = use_tensor_dequant(trainer.model)
+    if compile:
         done["compiled_layers"] = compile_layers(trainer.model)
     else:
         done["lean_lora_dropout"] = lean_lora_dropout(trainer.model, device_masks=bool(graph_rows))
+        done["lean_lora_add"] = lean_lora_add(trainer.model)
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     if graph_rows:

@@ -6,19 +6,22 @@ launches) than its GPU time. Here every micro-batch is padded to one shape and i
 captured once as two CUDA graphs (``torch.cuda.make_graphed_callables``); each later micro-batch is copied into
 the graphs' inputs and replayed, one launch for the whole pass.
 
-* One shape: ``data.max_length`` tokens and ``bounds`` sample bounds. The padding is one more sample of ignored
-  tokens (labels -100) that attends only to itself; bounds left over are empty samples at the end. Both are
-  invisible to the loss and to every real sample.
+* One shape (``RowShape``): ``data.max_length`` tokens, a fixed number of sample bounds. The padding is one more
+  sample of ignored tokens (labels -100), cut into pieces no longer than the longest real sample (the attention
+  kernel's grid is sized by that length); bounds left over are empty samples at the end. Neither touches the
+  loss or any real sample.
 * The loss is TRL's: summed next-token NLL over ``num_items_in_batch`` (the completion tokens of the whole
   accumulated batch), the LM head applied in checkpointed chunks (no full-row logits kept).
-* What is not graphed runs the trainer's own eager step: a row with more samples than ``bounds`` (warned),
+* What is not graphed runs the trainer's own eager step: a row that does not fit the shape (warned),
   evaluation, and everything on CPU. A capture that fails stops the run with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,22 +30,41 @@ from torch.utils.checkpoint import checkpoint
 HEAD_CHUNK = 512  # LM-head rows per checkpointed chunk: ~60 MiB of fp32 logits at a time for Mistral's vocabulary
 
 
-def row_bounds(rows: int) -> int:
-    """How many sample bounds a graphed row keeps: room for samples of 32 tokens on average (a chat-formatted
-    transaction is several times longer), plus the padding sample."""
-    return max(8, rows // 32) + 2
+@dataclass(frozen=True)
+class RowShape:
+    """The one shape every graphed micro-batch has: ``rows`` tokens, ``bounds`` entries of ``cu_seq_lens`` (the
+    samples, the padding cut into pieces of at most ``longest`` tokens, then empty samples), and ``longest``, the
+    longest sample or padding piece: the attention kernel's ``max_seqlen``, which sizes its grid."""
+
+    rows: int
+    bounds: int
+    longest: int
 
 
-def static_inputs(inputs: dict, rows: int, bounds: int, pad_id: int, num_items=None) -> tuple | None:
+def row_shape(rows: int, dataset=None) -> RowShape:
+    """The graphed shape for a TRL-packed ``dataset`` (its ``seq_lengths`` column: the most samples in a row and
+    the longest sample); without one, rows of samples of 32 tokens on average and ``longest`` = ``rows``."""
+    if dataset is not None and "seq_lengths" in getattr(dataset, "column_names", ()):
+        lengths = dataset["seq_lengths"]
+        most = max((len(row) for row in lengths), default=1)
+        longest = min(rows, max((max(row) for row in lengths if row), default=rows))
+    else:
+        most, longest = max(8, rows // 32), rows
+    return RowShape(rows, most + math.ceil(rows / longest) + 1, longest)
+
+
+def static_inputs(inputs: dict, shape: RowShape, pad_id: int, num_items=None) -> tuple | None:
     """A padding-free packed micro-batch (TRL's collator: one row, ``cu_seq_lens_q``) as the graphs' fixed-shape
     inputs ``(input_ids, position_ids, cu_seq_lens, targets, num_items)``, built with device ops only (no host
-    sync); None where it does not fit ``rows`` tokens and ``bounds`` bounds."""
+    sync); None where it does not fit ``shape``."""
+    rows, longest = shape.rows, shape.longest
     ids, cu, labels = inputs.get("input_ids"), inputs.get("cu_seq_lens_q"), inputs.get("labels")
     if ids is None or cu is None or labels is None or ids.dim() != 2 or ids.shape[0] != 1 or ids.shape[1] > rows:
         return None
     n = ids.shape[1]
     pad = rows - n
-    if cu.numel() + (1 if pad else 0) > bounds:
+    cuts = len(range(n + longest, rows, longest))  # inner bounds of the padding, cut into pieces of <= longest
+    if cu.numel() + cuts + (1 if pad else 0) > shape.bounds:
         return None
     dev = ids.device
     input_ids = F.pad(ids, (0, pad), value=pad_id)
@@ -50,8 +72,10 @@ def static_inputs(inputs: dict, rows: int, bounds: int, pad_id: int, num_items=N
     if positions is None:
         positions = torch.arange(n, device=dev).unsqueeze(0)
     position_ids = torch.cat([positions, torch.arange(pad, device=dev, dtype=positions.dtype).unsqueeze(0)], dim=1)
-    full = torch.full((bounds,), rows, dtype=torch.int32, device=dev)  # the padding sample, then empty ones
+    full = torch.full((shape.bounds,), rows, dtype=torch.int32, device=dev)  # the padding's last bound, then empty
     full[:cu.numel()] = cu.to(torch.int32)
+    if cuts:
+        full[cu.numel():cu.numel() + cuts] = torch.arange(n + longest, rows, longest, dtype=torch.int32, device=dev)
     targets = F.pad(labels[:, 1:], (0, pad + 1), value=-100)  # next-token targets, as the model's loss shifts
     if num_items is None:  # transformers then averages per micro-batch (and divides by accumulation itself)
         num_items = (targets != -100).sum()
@@ -78,10 +102,10 @@ class PackedLoss(torch.nn.Module):
     reads the sample bounds), then ``chunked_nll`` over the count. Holds the trainer's model, so its
     ``parameters()`` are the model's."""
 
-    def __init__(self, model, rows: int, autocast_dtype: torch.dtype | None = None):
+    def __init__(self, model, longest: int, autocast_dtype: torch.dtype | None = None):
         super().__init__()
         self.model = model
-        self.rows = rows
+        self.longest = longest
         self.autocast_dtype = autocast_dtype
 
     def forward(self, input_ids, position_ids, cu, targets, count):
@@ -90,28 +114,28 @@ class PackedLoss(torch.nn.Module):
                 if self.autocast_dtype else contextlib.nullcontext())
         with cast:
             hidden = base.model(input_ids=input_ids, position_ids=position_ids, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
-                                max_length_q=self.rows, max_length_k=self.rows, use_cache=False).last_hidden_state
+                                max_length_q=self.longest, max_length_k=self.longest, use_cache=False).last_hidden_state
             return chunked_nll(base.lm_head, hidden.flatten(0, 1), targets.flatten()) / count
 
 
 class GraphedLoss:
     """Captures ``PackedLoss`` on the first micro-batch that fits, replays it for every later one."""
 
-    def __init__(self, trainer, rows: int):
+    def __init__(self, trainer, shape: RowShape):
         mixed = getattr(trainer.accelerator, "mixed_precision", "no")
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(mixed))
-        self.module = PackedLoss(trainer.model, rows, dtype)
-        self.rows, self.bounds = rows, row_bounds(rows)
+        self.module = PackedLoss(trainer.model, shape.longest, dtype)
+        self.shape = shape
         self.pad_id = getattr(trainer.processing_class, "pad_token_id", None) or 0
         self.graphed = None
         self.replays = self.eager = 0
 
     def __call__(self, inputs: dict, num_items=None) -> torch.Tensor | None:
-        static = static_inputs(inputs, self.rows, self.bounds, self.pad_id, num_items)
+        static = static_inputs(inputs, self.shape, self.pad_id, num_items)
         if static is None:
             if self.eager == 0:
-                warnings.warn(f"ethsft cuda_graphs: a micro-batch does not fit the graphed shape ({self.rows} tokens, "
-                              f"{self.bounds - 2} samples a row); such micro-batches run eagerly", stacklevel=2)
+                warnings.warn(f"ethsft cuda_graphs: a micro-batch does not fit the graphed shape {self.shape}; such "
+                              "micro-batches run eagerly", stacklevel=2)
             self.eager += 1
             return None
         if self.graphed is None:
@@ -134,14 +158,6 @@ class GraphedLoss:
             self.graphed = torch.cuda.make_graphed_callables(self.module, sample, num_warmup_iters=0)
 
 
-def packed_bounds(dataset) -> int | None:
-    """Sample bounds the longest-packed row of a TRL-packed dataset needs (its ``seq_lengths`` column), plus the
-    padding sample; None if the dataset does not say."""
-    if dataset is None or "seq_lengths" not in getattr(dataset, "column_names", ()):
-        return None
-    return max((len(lengths) for lengths in dataset["seq_lengths"]), default=1) + 2
-
-
 def use_cuda_graphs(trainer, rows: int) -> GraphedLoss:
     """Route ``trainer``'s training loss through ``GraphedLoss`` (evaluation and rows that do not fit stay on
     the trainer's own ``compute_loss``); returns the runner, whose ``replays``/``eager`` count what ran.
@@ -150,8 +166,7 @@ def use_cuda_graphs(trainer, rows: int) -> GraphedLoss:
     launches queue behind the running one: batches go to the GPU asynchronously (from pinned memory), tokens seen
     are counted on the host (one process), and the NaN/inf filter of the logged loss (a read of every
     micro-batch's loss) is off: ethsft stops on a non-finite loss itself (``guards.StopGuard``)."""
-    runner = GraphedLoss(trainer, rows)
-    runner.bounds = min(runner.bounds, packed_bounds(trainer.train_dataset) or runner.bounds)
+    runner = GraphedLoss(trainer, row_shape(rows, trainer.train_dataset))
     own = trainer.compute_loss
 
     def compute_loss(model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -1,4 +1,5 @@
-"""4-bit NF4 base weights dequantised in plain PyTorch, for compiled decoder layers (``optimization.compile``).
+"""4-bit NF4 base weights dequantised in plain PyTorch, for compiled decoder layers (``optimization.compile``) and
+CUDA-graphed steps (``optimization.cuda_graphs``: the dequantisation compiled alone, one kernel per weight).
 
 bitsandbytes reaches its CUDA kernels through Python-registered ops: on an H100 each 4-bit matmul costs ~235 us
 of host time, so rows of ~2048 tokens run host-bound. Written as tensor ops, the dequantisation (the NF4 table
@@ -32,19 +33,33 @@ def dequantize(packed, absmax, code, absmax2, code2, offset, shape: tuple, block
     return values.to(dtype).reshape(shape)
 
 
+_FUSED = None
+
+
+def fused_dequantize(*args):
+    """``dequantize`` as one kernel per weight shape (``torch.compile`` of it alone) on CUDA, outside compiled
+    layers; elsewhere ``dequantize`` itself (inside a compiled layer it is traced and fused there)."""
+    global _FUSED
+    if torch.compiler.is_compiling() or not args[0].is_cuda:
+        return dequantize(*args)
+    if _FUSED is None:
+        _FUSED = torch.compile(dequantize, fullgraph=True, dynamic=False)
+    return _FUSED(*args)
+
+
 class _Linear4bit(torch.autograd.Function):
     """``x @ W.T`` with W dequantised in forward and again in backward; only the 4-bit tensors are kept."""
 
     @staticmethod
     def forward(ctx, x, packed, absmax, code, absmax2, code2, offset, shape, blocksize, blocksize2):
-        w = dequantize(packed, absmax, code, absmax2, code2, offset, shape, blocksize, blocksize2, x.dtype)
+        w = fused_dequantize(packed, absmax, code, absmax2, code2, offset, shape, blocksize, blocksize2, x.dtype)
         ctx.save_for_backward(packed, absmax, code, absmax2, code2, offset)
         ctx.meta = (shape, blocksize, blocksize2)
         return F.linear(x, w)
 
     @staticmethod
     def backward(ctx, dy):
-        w = dequantize(*ctx.saved_tensors, *ctx.meta, dy.dtype)
+        w = fused_dequantize(*ctx.saved_tensors, *ctx.meta, dy.dtype)
         return (dy @ w,) + (None,) * 9
 
 

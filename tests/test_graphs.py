@@ -18,21 +18,37 @@ def _row():
 
 
 def test_static_inputs_pad_with_one_ignored_sample_and_empty_bounds():
-    ids, pos, cu, targets, count = graphs.static_inputs(_row(), rows=12, bounds=6, pad_id=0)
+    shape = graphs.RowShape(rows=12, bounds=6, longest=12)
+    ids, pos, cu, targets, count = graphs.static_inputs(_row(), shape, pad_id=0)
     assert ids.tolist() == [[11, 12, 13, 14, 15, 21, 22, 23, 0, 0, 0, 0]]
     assert pos.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3]]
     assert cu.dtype == torch.int32 and cu.tolist() == [0, 5, 8, 12, 12, 12]
     assert targets.tolist() == [[-100, 13, 14, 15, -100, 22, 23, -100, -100, -100, -100, -100]]
     assert count.item() == 5.0
-    assert graphs.static_inputs(_row(), rows=12, bounds=6, pad_id=0, num_items=torch.tensor(40))[4].item() == 40.0
+    assert graphs.static_inputs(_row(), shape, pad_id=0, num_items=torch.tensor(40))[4].item() == 40.0
+
+
+def test_static_inputs_cut_the_padding_into_pieces_no_longer_than_the_longest_sample():
+    ids, pos, cu, _, _ = graphs.static_inputs(_row(), graphs.RowShape(rows=20, bounds=7, longest=5), pad_id=0)
+    assert cu.tolist() == [0, 5, 8, 13, 18, 20, 20]  # padding 8..20 as 5 + 5 + 2
+    assert pos.tolist()[0][8:] == list(range(12))  # positions are attention-irrelevant for the ignored padding
 
 
 def test_static_inputs_refuse_rows_that_do_not_fit():
-    assert graphs.static_inputs(_row(), rows=7, bounds=6, pad_id=0) is None  # longer than the graphed row
-    assert graphs.static_inputs(_row(), rows=12, bounds=3, pad_id=0) is None  # 2 samples + padding need 4 bounds
-    assert graphs.static_inputs(_row(), rows=8, bounds=3, pad_id=0)[2].tolist() == [0, 5, 8]  # exact fit: no padding
+    assert graphs.static_inputs(_row(), graphs.RowShape(7, 6, 7), pad_id=0) is None  # longer than the graphed row
+    assert graphs.static_inputs(_row(), graphs.RowShape(12, 3, 12), pad_id=0) is None  # needs 4 bounds
+    assert graphs.static_inputs(_row(), graphs.RowShape(20, 5, 5), pad_id=0) is None  # 3 padding pieces: 6 bounds
+    assert graphs.static_inputs(_row(), graphs.RowShape(8, 3, 8), pad_id=0)[2].tolist() == [0, 5, 8]  # exact fit
     no_bounds = {k: v for k, v in _row().items() if k != "cu_seq_lens_q"}
-    assert graphs.static_inputs(no_bounds, rows=12, bounds=6, pad_id=0) is None
+    assert graphs.static_inputs(no_bounds, graphs.RowShape(12, 6, 12), pad_id=0) is None
+
+
+def test_row_shape_from_the_packed_dataset():
+    from datasets import Dataset
+
+    packed = Dataset.from_dict({"seq_lengths": [[700, 900, 300], [1177], [400, 400, 400, 400, 400]]})
+    assert graphs.row_shape(2048, packed) == graphs.RowShape(rows=2048, bounds=5 + 2 + 1, longest=1177)
+    assert graphs.row_shape(2048) == graphs.RowShape(rows=2048, bounds=64 + 1 + 1, longest=2048)
 
 
 def test_chunked_nll_equals_full_cross_entropy():
@@ -70,9 +86,10 @@ def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
     ref, ref_grads = loss_and_grads(trainer.compute_loss(model, dict(inputs), num_items_in_batch=n_items))
-    rows = inputs["input_ids"].shape[1] + 37
-    static = graphs.static_inputs(inputs, rows, graphs.row_bounds(rows), pad_id=0, num_items=n_items)
-    ours, our_grads = loss_and_grads(graphs.PackedLoss(model, rows)(*static))
+    shape = graphs.row_shape(inputs["input_ids"].shape[1] + 37, trainer.train_dataset)
+    assert shape.longest < shape.rows  # the padding is cut into pieces
+    static = graphs.static_inputs(inputs, shape, pad_id=0, num_items=n_items)
+    ours, our_grads = loss_and_grads(graphs.PackedLoss(model, shape.longest)(*static))
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert ref_grads.keys() == our_grads.keys() and len(ref_grads) > 0
     for name, grad in ref_grads.items():

@@ -245,3 +245,29 @@ def test_flash_varlen_gqa_matches_per_sample_sdpa(pad):
     grads_ref = torch.autograd.grad(ref, (q, k, v), g)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
+def test_lean_lora_add_same_output_and_grads_as_peft(tiny_model_path):
+    """One addmm per LoRA linear (base + scaling * A x B^T) gives peft's outputs and gradients; merged or disabled
+    adapters still go through peft."""
+    ids = _samples(_vocab(tiny_model_path))[2][0][None]
+    model = _lora_model(tiny_model_path, 0.0)
+    model.train()
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    logits, grads = run()
+    assert fastpath.lean_lora_add(model) == 2 * model.config.num_hidden_layers
+    assert fastpath.lean_lora_add(model) == 0  # already patched
+    logits2, grads2 = run()
+    torch.testing.assert_close(logits2, logits, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == grads2.keys() and any(g.abs().sum() > 0 for g in grads.values())
+    for name in grads:
+        torch.testing.assert_close(grads2[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    with model.disable_adapter(), torch.no_grad():  # peft's own path: the base model alone
+        base = model(input_ids=ids).logits
+    assert not torch.allclose(base, logits, atol=1e-4)
