@@ -1,6 +1,6 @@
 """`ethsft bench`: the guide's settings vs TRL's best built-in setup vs ethsft's fast path, one GPU, one run.
 
-Every mode trains ``warmup + steps`` optimizer steps (accumulation 1, one micro-batch a step, unless the mode says) of the same
+Every mode trains ``warmup + steps`` optimizer steps (one micro-batch a step unless the mode accumulates) of the same
 QLoRA job (embedded random-weight model of ``--model-shape`` in 4-bit, r=16 on q/v, paged AdamW 32-bit) on the
 same prepared synth dataset (real transaction lengths, the Mistral tokenizer), through ethsft's own
 ``build_trainer``. Modes (``--modes``, comma separated; ``name:key=value;key=value`` overrides a mode's knobs):

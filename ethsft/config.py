@@ -320,6 +320,9 @@ def validate(s: Settings) -> None:
                           f"{s.optimization.use_liger_kernel!r}")
     if s.optimization.vram_budget_gib is not None and s.optimization.vram_budget_gib <= 0:
         raise ConfigError(f"optimization.vram_budget_gib must be positive, got {s.optimization.vram_budget_gib}")
+    if s.optimization.cuda_graphs and not (s.optimization.fast_path and s.data.packing):
+        raise ConfigError("optimization.cuda_graphs needs optimization.fast_path: true and data.packing: true (the "
+                          "graphs replay packed rows of data.max_length tokens); set optimization.cuda_graphs: false")
     if s.training.warmup_steps < 0:
         raise ConfigError(f"training.warmup_steps must be >= 0, got {s.training.warmup_steps}")
     if s.logging.metric_for_best_model.removeprefix("eval_").startswith("intent_") and s.logging.eval_accuracy_samples <= 0:

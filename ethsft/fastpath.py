@@ -329,7 +329,7 @@ class _DropoutLinear(torch.autograd.Function):
 def _dropout_linear_forward(module, p: float, device_masks: bool, x):
     if not (module.training and torch.is_grad_enabled()):
         return torch.nn.functional.linear(x, module.weight.to(x.dtype))
-    # host RNG: no GPU sync; checkpoint recompute restores it
+    # a host-drawn seed (no GPU sync; checkpoint recompute restores the host RNG), or device masks for graphs
     seed = None if device_masks else int(torch.randint(0, 2**62, (1,)).item())
     return _DropoutLinear.apply(x, module.weight, p, seed)
 
@@ -520,10 +520,14 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     if graph_rows:
-        from .graphs import use_cuda_graphs
+        from .graphs import unsupported, use_cuda_graphs
 
-        trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
-        done["cuda_graph_rows"] = graph_rows
+        reason = unsupported(trainer.model)
+        if reason:
+            done["cuda_graphs_off"] = reason
+        else:
+            trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
+            done["cuda_graph_rows"] = graph_rows
     trainer.ethsft_fast_path = done
     return done
 

@@ -158,6 +158,17 @@ class GraphedLoss:
             self.graphed = torch.cuda.make_graphed_callables(self.module, sample, num_warmup_iters=0)
 
 
+def unsupported(model) -> str | None:
+    """Why ``PackedLoss`` would not compute ``model``'s own loss, or None: it needs a decoder (``.model``) and a
+    plain LM head (``.lm_head``, no logit soft-capping)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not (hasattr(base, "model") and hasattr(base, "lm_head")):
+        return f"{type(base).__name__} has no .model decoder and .lm_head"
+    if getattr(base.config, "final_logit_softcapping", None):
+        return f"{type(base).__name__} soft-caps its logits"
+    return None
+
+
 def use_cuda_graphs(trainer, rows: int) -> GraphedLoss:
     """Route ``trainer``'s training loss through ``GraphedLoss`` (evaluation and rows that do not fit stay on
     the trainer's own ``compute_loss``); returns the runner, whose ``replays``/``eager`` count what ran.
@@ -191,13 +202,13 @@ def _no_waits(trainer) -> None:
                       for k, v in inputs.items()}
         return own_prepare(inputs)
 
-    def track_num_input_tokens(inputs):
+    def track_num_input_tokens(inputs):  # transformers' own sends the count to the GPU and reads it back: a wait
         ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
         pad = getattr(trainer.processing_class, "pad_token_id", None)
         if trainer.args.world_size > 1 or ids is None or ids.is_cuda or "attention_mask" in inputs:
             return own_track(inputs)
         mode = trainer.args.include_num_input_tokens_seen
-        if mode in ("yes", "all", True) or (mode == "non_padding" and pad is None):
+        if mode in ("all", True) or (mode == "non_padding" and pad is None):
             trainer.state.num_input_tokens_seen += ids.numel()
         elif mode == "non_padding":
             trainer.state.num_input_tokens_seen += int((ids != pad).sum())

@@ -40,7 +40,7 @@ def fused_dequantize(*args):
     """``dequantize`` as one kernel per weight shape (``torch.compile`` of it alone) on CUDA, outside compiled
     layers; elsewhere ``dequantize`` itself (inside a compiled layer it is traced and fused there). On an H100 it
     takes half bitsandbytes' time on Mistral-7B's MLP weights and can differ from it by one bf16 step there (the
-    compiler fuses the double-quant scale into one multiply-add): ``benchmarks/gpu_nf4_check.py``."""
+    compiled arithmetic rounds differently): ``benchmarks/gpu_nf4_check.py``."""
     global _FUSED
     if torch.compiler.is_compiling() or not args[0].is_cuda:
         return dequantize(*args)

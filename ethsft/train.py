@@ -222,6 +222,8 @@ def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
     line += ", Liger kernels" if done.get("liger_applied") else ""
     if done.get("cuda_graph_rows"):
         line += f", micro-batches of {done['cuda_graph_rows']} tokens replayed as CUDA graphs"
+    if done.get("cuda_graphs_off"):
+        line += f", no CUDA graphs ({done['cuda_graphs_off']})"
     plan = done.get("checkpointing")
     if plan:
         line += (f"; {plan['checkpointed']} of {plan['layers']} decoder layers checkpointed to fit "

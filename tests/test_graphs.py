@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from ethsft import graphs
+
+PRESET = Path(__file__).resolve().parents[1] / "configs" / "training_config.yaml"
 
 
 def _row():
@@ -95,3 +99,24 @@ def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
     for name, grad in ref_grads.items():
         torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
+
+
+def test_cuda_graphs_need_the_fast_path_and_packing():
+    from ethsft.config import ConfigError, load_settings
+
+    assert load_settings(PRESET).optimization.cuda_graphs  # the 12GB preset graphs its rows
+    with pytest.raises(ConfigError) as err:
+        load_settings(PRESET, {"data.packing": False})
+    assert str(err.value) == ("optimization.cuda_graphs needs optimization.fast_path: true and data.packing: true (the "
+                              "graphs replay packed rows of data.max_length tokens); set optimization.cuda_graphs: false")
+    assert not load_settings(PRESET, {"data.packing": False, "optimization.cuda_graphs": False}).data.packing
+
+
+def test_models_whose_loss_packedloss_would_not_compute_are_named(tiny_model_path):
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    assert graphs.unsupported(AutoModelForCausalLM.from_pretrained(tiny_model_path)) is None
+    assert graphs.unsupported(torch.nn.Linear(2, 2)) == "Linear has no .model decoder and .lm_head"
+    gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    assert graphs.unsupported(gemma) == "Gemma2ForCausalLM soft-caps its logits"
