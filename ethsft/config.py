@@ -48,7 +48,8 @@ optimization
   cuda_graphs [False]             with fast_path and packing on a GPU: every micro-batch padded to max_length tokens
                                   and replayed as one CUDA graph forward and one backward (ethsft/graphs.py): no
                                   host time per layer, so short rows (~2048 tokens, little activation memory) run
-                                  at the GPU's speed. Logs the loss only (no token accuracy/entropy per step)
+                                  at the GPU's speed. Logs the loss only (no token accuracy/entropy per step);
+                                  one process (off, and said so, under DDP/DeepSpeed)
   vram_budget_gib [None]          with fast_path on a GPU: checkpoint only as many decoder layers as keep the
                                   peak (measured at start-up on the longest rows) under this many GiB; replaces
                                   gradient_checkpointing's all-or-nothing

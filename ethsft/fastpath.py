@@ -522,7 +522,8 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     if graph_rows:
         from .graphs import unsupported, use_cuda_graphs
 
-        reason = unsupported(trainer.model)
+        deepspeed = bool(getattr(trainer, "is_deepspeed_enabled", False))
+        reason = unsupported(trainer.model, trainer.args.world_size, deepspeed)
         if reason:
             done["cuda_graphs_off"] = reason
         else:

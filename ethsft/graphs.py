@@ -158,9 +158,12 @@ class GraphedLoss:
             self.graphed = torch.cuda.make_graphed_callables(self.module, sample, num_warmup_iters=0)
 
 
-def unsupported(model) -> str | None:
-    """Why ``PackedLoss`` would not compute ``model``'s own loss, or None: it needs a decoder (``.model``) and a
-    plain LM head (``.lm_head``, no logit soft-capping)."""
+def unsupported(model, processes: int = 1, deepspeed: bool = False) -> str | None:
+    """Why the graphed step would not train ``model`` as the eager one does, or None. ``PackedLoss`` needs a
+    decoder (``.model``) and a plain LM head (``.lm_head``, no logit soft-capping), and it calls the model past
+    the DDP/DeepSpeed wrapper, whose gradient hooks expect their own forward: one process only."""
+    if processes > 1 or deepspeed:
+        return "several processes or DeepSpeed: one process only"
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not (hasattr(base, "model") and hasattr(base, "lm_head")):
         return f"{type(base).__name__} has no .model decoder and .lm_head"

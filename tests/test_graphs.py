@@ -115,7 +115,10 @@ def test_cuda_graphs_need_the_fast_path_and_packing():
 def test_models_whose_loss_packedloss_would_not_compute_are_named(tiny_model_path):
     from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
 
-    assert graphs.unsupported(AutoModelForCausalLM.from_pretrained(tiny_model_path)) is None
+    tiny = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    assert graphs.unsupported(tiny) is None
+    assert graphs.unsupported(tiny, processes=2) == "several processes or DeepSpeed: one process only"
+    assert graphs.unsupported(tiny, deepspeed=True) == "several processes or DeepSpeed: one process only"
     assert graphs.unsupported(torch.nn.Linear(2, 2)) == "Linear has no .model decoder and .lm_head"
     gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=8))
