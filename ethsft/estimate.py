@@ -19,9 +19,10 @@ Memory model (bytes; what ``torch.cuda.max_memory_allocated`` reports, then card
   transient       the bf16 copy bitsandbytes dequantizes each 4-bit weight into, and its gradient temp
 
 Time model: a micro-batch takes the longer of the host's time (Python and kernel launches per decoder layer
-and LoRA adapter, per pass: 3 passes with checkpointing, 2 without) and the GPU's (dequantizing every 4-bit
-linear each pass, memory-bound, + FLOPs / (dense bf16 peak x MFU)); each optimizer step adds a fixed cost
-and one per LoRA tensor. See the time-model section below.
+and LoRA adapter, per pass: 3 passes with checkpointing, 2 without, 2 + the checkpointed fraction where the fast
+path fits checkpointing to a budget; two graph launches under CUDA graphs) and the GPU's (dequantizing every
+4-bit linear each pass, memory-bound, + FLOPs / (dense bf16 peak x MFU, the fast path's measured rate where it
+is on)); each optimizer step adds a fixed cost and one per LoRA tensor. See the time-model section below.
 
 Fitted constants come from H100 measurements of the 7B shape (benchmarks/results/h100_calibration.json,
 2026-11-25); ``benchmarks/estimate_vs_measured.py`` compares the model with them and prints the
@@ -238,6 +239,16 @@ ACT_INTERMEDIATE_BYTES = 6
 ACT_LORA_INPUT_BYTES = 2     # lora.dropout == 0: lora_A saves its (bf16) input, shared by linears reading one tensor
 ACT_DROPOUT_BYTES = 3        # lora.dropout > 0: each targeted linear's dropout output (2) + mask (1) x in_features
 ACT_REPEAT_KV_BYTES = 4      # padded micro-batches (batch > 1) send a mask to sdpa: k/v expanded to all heads
+# The fast path (optimization.fast_path with packing) keeps less: both norms' inputs in bf16 with Liger (fp32
+# without) 2x2h, attention's q and output 2x2h and k/v 2kv each, the MLP's gate and up 2x2i (silu recomputed),
+# each adapter's input once per distinct tensor (dropout folded into lora_A: no dropped copy) and, under CUDA
+# graphs, a bool dropout mask per adapter. For Mistral-7B with r 16 on q/v that is 100 KiB per token and layer,
+# as measured on the H100: 0.196 GiB per uncheckpointed 2048-token layer (fit_checkpointing's probes), 54.9 GiB
+# peak for 16,384-token rows with no layer checkpointed (benchmarks/results/h100_bench_graphs.json, b80).
+FAST_ACT_NORM_BYTES = {True: 4, False: 8}  # x hidden, Liger on / off
+FAST_ACT_HIDDEN_BYTES = 4
+FAST_ACT_KV_BYTES = 4
+FAST_ACT_INTERMEDIATE_BYTES = 4
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
 # One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
 # Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25): the four checkpointed
@@ -262,6 +273,7 @@ class MemoryEstimate:
     rows: int
     parts: dict[str, float]          # GiB, what torch's allocator holds at the peak
     outside_allocator: dict[str, float]  # GiB on the card but not in max_memory_allocated
+    checkpointed: float | None = None  # fraction of decoder layers checkpointed (None: as configured)
 
     @property
     def peak_allocated_gib(self) -> float:
@@ -300,11 +312,20 @@ _LORA_INPUT_GROUP = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_pr
 def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch: bool) -> float:
     """Bytes autograd saves per token in one decoder layer (no checkpointing)."""
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate
+    dims = shape.linear_dims()
+    mods = targeted(s, shape)
+    if s.optimization.fast_path and s.data.packing:
+        liger = s.optimization.use_liger_kernel not in (False, "false")
+        b = (FAST_ACT_NORM_BYTES[liger] + FAST_ACT_HIDDEN_BYTES) * h + FAST_ACT_KV_BYTES * kv \
+            + FAST_ACT_INTERMEDIATE_BYTES * i
+        groups = {_LORA_INPUT_GROUP[m]: dims[m][0] for m in mods}
+        b += sum(ACT_LORA_INPUT_BYTES * d for d in groups.values())
+        if s.lora.dropout > 0 and graphed(s):
+            b += sum(dims[m][0] for m in mods)  # one bool mask per adapter
+        return b + sum(2 * s.lora.r for _ in mods)
     b = ACT_HIDDEN_BYTES * h + ACT_KV_BYTES * kv + ACT_INTERMEDIATE_BYTES * i
     if padded_batch:
         b += ACT_REPEAT_KV_BYTES * (h - kv)
-    dims = shape.linear_dims()
-    mods = targeted(s, shape)
     if s.lora.dropout > 0:  # each adapter drops out its own copy of the input
         b += sum(ACT_DROPOUT_BYTES * dims[m][0] for m in mods)
     else:  # the adapters keep the input itself: once per distinct tensor
@@ -367,9 +388,14 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
 
         every_layer = (tokens * shape.layers * layer + tokens * MODEL_IO_HIDDEN_BYTES * shape.hidden) / GiB
         room = o.vram_budget_gib - FIT_MARGIN_GIB - (sum(parts.values()) - parts["activations"])
-        parts["activations"] = max(parts["activations"], min(every_layer, room))
+        all_checkpointed = parts["activations"]
+        parts["activations"] = max(all_checkpointed, min(every_layer, room))
+        kept = (parts["activations"] - all_checkpointed) / max(every_layer - all_checkpointed, 1e-9)
+        checkpointed = 1.0 - min(1.0, kept)
+    else:
+        checkpointed = None
     outside = {"CUDA context": CUDA_CONTEXT_GIB, "paged optimizer": states if paged else 0.0}
-    return MemoryEstimate(tokens, rows, parts, outside)
+    return MemoryEstimate(tokens, rows, parts, outside, checkpointed)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -399,15 +425,34 @@ OPTIMIZER_STEP_S = 0.018       # fitted: per optimizer step, fixed (scheduler, z
 OPTIMIZER_TENSOR_S = 0.000115  # fitted: per LoRA tensor per optimizer step (grad-norm clipping, paged AdamW)
 
 
-def passes(s: Settings) -> int:
-    """Passes over the decoder per micro-batch: forward, (recompute with checkpointing), backward."""
+# The fast path's kernels run the GPU at a measured rate: fitted on its two H100 runs in
+# benchmarks/results/h100_bench_graphs.json (b, 2048-token rows, CUDA graphs: 0.48; b80, 16,384-token rows: 0.51),
+# where MFU above is only a lower bound from host-bound runs. CUDA-graphed steps (optimization.cuda_graphs): a
+# micro-batch is two graph launches, so the host's share is a constant, and the GPU runs the compiled
+# dequantisation.
+FAST_PATH_MFU = 0.50
+GRAPH_HOST_S = 0.005               # measured: two graph launches (~2.3 ms each) and the step's input copies
+FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
+
+
+def graphed(s: Settings) -> bool:
+    o = s.optimization
+    return bool(o.cuda_graphs and o.fast_path and s.data.packing)
+
+
+def passes(s: Settings, checkpointed: float | None = None) -> float:
+    """Passes over the decoder per micro-batch: forward, (recompute with checkpointing), backward;
+    ``checkpointed``: the fraction of layers the fast path's fit checkpoints, where it fits one."""
+    if checkpointed is not None:
+        return 2 + checkpointed
     return 3 if s.optimization.gradient_checkpointing else 2
 
 
-def flops_per_token(s: Settings, shape: ModelShape, row_len: float, completion_frac: float = 1.0) -> float:
+def flops_per_token(s: Settings, shape: ModelShape, row_len: float, completion_frac: float = 1.0,
+                    checkpointed: float | None = None) -> float:
     """Training FLOPs for one token in a row of ``row_len`` (causal attention over half of it on average)."""
     n = shape.linear_params
-    p = passes(s)
+    p = passes(s, checkpointed)
     dense = 2 * n * p
     n_lora = lora_params(s, shape)
     lora = 2 * n_lora * (p + 1)  # LoRA also computes its weight grads
@@ -426,7 +471,8 @@ def dequant_pass_s(s: Settings, shape: ModelShape, gpu: GPU) -> float:
     """Device seconds to dequantize every 4-bit linear once (0 without 4-bit)."""
     if not s.quantization.load_in_4bit:
         return 0.0
-    return shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * DEQUANT_BANDWIDTH_EFF)
+    eff = FUSED_DEQUANT_BANDWIDTH_EFF if graphed(s) else DEQUANT_BANDWIDTH_EFF
+    return shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * eff)
 
 
 def optimizer_step_s(s: Settings, shape: ModelShape) -> float:
@@ -449,11 +495,12 @@ class TimeEstimate:
 
 
 def estimate_step_time(s: Settings, shape: ModelShape, gpu: GPU, tokens_per_micro: float, row_len: float,
-                       completion_frac: float = 1.0) -> TimeEstimate:
-    fpt = flops_per_token(s, shape, row_len, completion_frac)
-    p = passes(s)
-    device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * MFU)
-    host = LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
+                       completion_frac: float = 1.0, checkpointed: float | None = None) -> TimeEstimate:
+    fpt = flops_per_token(s, shape, row_len, completion_frac, checkpointed)
+    p = passes(s, checkpointed)
+    mfu = FAST_PATH_MFU if s.optimization.fast_path and s.data.packing else MFU
+    device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * mfu)
+    host = GRAPH_HOST_S if graphed(s) else LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
     micro = max(host, device)
     accum = s.training.gradient_accumulation_steps
     step = micro * accum + optimizer_step_s(s, shape)
@@ -657,7 +704,7 @@ def estimate_run(s: Settings, gpu: GPU | None = None, stats: DatasetStats | None
     time = train_s = eval_s = None
     evals = 0
     if gpu is not None:
-        time = estimate_step_time(s, shape, gpu, tokens_micro, row_len, completion_frac)
+        time = estimate_step_time(s, shape, gpu, tokens_micro, row_len, completion_frac, memory.checkpointed)
         if total:
             train_s = time.step_s * total
             if s.logging.eval_strategy == "steps" and stats is not None and "validation" in stats.splits:

@@ -167,3 +167,24 @@ def test_cli_estimate_on_cpu(small_dataset):
     assert data["splits"]["train"]["samples"] == 16 and data["total_steps"] == 3 and data["fits"] is True
     bad = CliRunner().invoke(estimate_cmd, ["--config", str(PRESET_12GB), "--gpu", "gtx1080"])
     assert bad.exit_code == 1 and "unknown GPU 'gtx1080'" in bad.output
+
+
+def test_fast_path_presets_match_what_the_h100_measured():
+    """The fast path's activation model and rate against the H100 bench run they were taken from
+    (benchmarks/results/h100_bench_graphs.json): b (the 12GB preset's layout at 12 GiB, CUDA graphs) peaked at
+    10.96 GiB allocated with no layer checkpointed at ~14,700 padded tokens/s; b80 (the 80GB preset) at 54.9 GiB."""
+    from ethsft.estimate import GRAPH_HOST_S
+
+    h100 = named_gpu("h100")
+    b = estimate_run(load_settings(REPO / "configs" / "training_config.yaml",
+                                   {"optimization.vram_budget_gib": 12}), h100)
+    assert b.memory.peak_allocated_gib == pytest.approx(10.96, rel=0.03)
+    assert b.time.bound == "GPU-bound" and b.time.host_s == GRAPH_HOST_S
+    assert b.time.tokens_per_s == pytest.approx(14_700, rel=0.1)  # worst case: attention over whole rows
+    shipped = estimate_run(load_settings(REPO / "configs" / "training_config.yaml"), h100)
+    assert 0 < shipped.memory.checkpointed < 0.5  # its 11 GiB budget checkpoints a few layers
+    assert shipped.time.tokens_per_s < b.time.tokens_per_s
+    s80 = load_settings(REPO / "configs" / "80gb.yaml")
+    b80 = estimate_run(s80, h100)
+    assert b80.memory.peak_allocated_gib == pytest.approx(54.9, rel=0.03)
+    assert b80.memory.checkpointed is None and fit_verdict(s80, h100, b80).startswith("fits")
