@@ -314,7 +314,7 @@ def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch:
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate
     dims = shape.linear_dims()
     mods = targeted(s, shape)
-    if s.optimization.fast_path and s.data.packing:
+    if fast_path(s):
         liger = s.optimization.use_liger_kernel not in (False, "false")
         b = (FAST_ACT_NORM_BYTES[liger] + FAST_ACT_HIDDEN_BYTES) * h + FAST_ACT_KV_BYTES * kv \
             + FAST_ACT_INTERMEDIATE_BYTES * i
@@ -435,9 +435,13 @@ GRAPH_HOST_S = 0.005               # measured: two graph launches (~2.3 ms each)
 FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
 
 
+def fast_path(s: Settings) -> bool:
+    """The fast path's packed rows: its activation model and GPU rate apply."""
+    return bool(s.optimization.fast_path and s.data.packing)
+
+
 def graphed(s: Settings) -> bool:
-    o = s.optimization
-    return bool(o.cuda_graphs and o.fast_path and s.data.packing)
+    return fast_path(s) and bool(s.optimization.cuda_graphs)
 
 
 def passes(s: Settings, checkpointed: float | None = None) -> float:
@@ -498,7 +502,7 @@ def estimate_step_time(s: Settings, shape: ModelShape, gpu: GPU, tokens_per_micr
                        completion_frac: float = 1.0, checkpointed: float | None = None) -> TimeEstimate:
     fpt = flops_per_token(s, shape, row_len, completion_frac, checkpointed)
     p = passes(s, checkpointed)
-    mfu = FAST_PATH_MFU if s.optimization.fast_path and s.data.packing else MFU
+    mfu = FAST_PATH_MFU if fast_path(s) else MFU
     device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * mfu)
     host = GRAPH_HOST_S if graphed(s) else LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
     micro = max(host, device)
