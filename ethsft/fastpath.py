@@ -502,6 +502,14 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     base = getattr(trainer.model, "get_base_model", lambda: trainer.model)()
     done = dict(getattr(base, "ethsft_prepared", {}))  # what prepare_model did at load
     graph_rows = graph_rows if torch.cuda.is_available() else None
+    if graph_rows:  # decided first: graphs change how dropout masks and 4-bit weights are handled below
+        from .graphs import unsupported
+
+        deepspeed = bool(getattr(trainer, "is_deepspeed_enabled", False))
+        reason = unsupported(trainer.model, trainer.args.world_size, deepspeed)
+        if reason:
+            done["cuda_graphs_off"] = reason
+            graph_rows = None
     if trainer.args.use_liger_kernel:
         from transformers.integrations.liger import apply_liger_kernel
 
@@ -520,15 +528,10 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     if graph_rows:
-        from .graphs import unsupported, use_cuda_graphs
+        from .graphs import use_cuda_graphs
 
-        deepspeed = bool(getattr(trainer, "is_deepspeed_enabled", False))
-        reason = unsupported(trainer.model, trainer.args.world_size, deepspeed)
-        if reason:
-            done["cuda_graphs_off"] = reason
-        else:
-            trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
-            done["cuda_graph_rows"] = graph_rows
+        trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
+        done["cuda_graph_rows"] = graph_rows
     trainer.ethsft_fast_path = done
     return done
 

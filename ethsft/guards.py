@@ -50,7 +50,9 @@ class RobustTrainerMixin:
         # here, on the device (reading it now would wait for the GPU every micro-batch); ``check_nonfinite``
         # reads them once a step
         if self.nonfinite is None:
-            self._step_losses = (self._step_losses or []) + [loss.detach().float().reshape(-1).clone()]
+            if self._step_losses is None:
+                self._step_losses = []
+            self._step_losses.append(loss.detach().float().reshape(-1).clone())
         return loss
 
     def check_nonfinite(self) -> tuple[int, float] | None:

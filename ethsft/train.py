@@ -209,7 +209,7 @@ def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -
 def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
     from .fastpath import prepare_trainer
 
-    graph_rows = s.data.max_length if s.optimization.cuda_graphs and s.data.packing else None
+    graph_rows = s.data.max_length if s.optimization.cuda_graphs else None  # validate(): packing is on
     done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None, s.optimization.compile,
                            graph_rows)
     line = f"Fast path: {trainer.model.config._attn_implementation} attention"
