@@ -1,4 +1,5 @@
-"""Where a training step's time goes: wall time vs GPU busy time, and the host-side operators that cost most.
+"""Where a training step's time goes: wall time vs GPU busy time, the host-side operators that cost most, the
+kernels that cost most, and (``--gaps``) where the GPU waited for the host.
 
 Builds a bench mode's trainer (``ethsft.bench.build_mode``), trains a few steps under ``torch.profiler`` and prints
 per step: wall seconds, seconds the GPU spent in kernels, the idle remainder, and the top operators by host time.
@@ -20,12 +21,38 @@ from transformers import TrainerCallback
 from ethsft import bench
 
 
+def print_gaps(events, top: int, min_us: float = 20.0) -> None:
+    """GPU-idle time between kernels (gaps over ``min_us``), and for the ``top`` longest gaps the host operators
+    that overlapped them (outermost first)."""
+    kernels = sorted((e.time_range.start, e.time_range.end) for e in events
+                     if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+    gaps, reach = [], kernels[0][1] if kernels else 0
+    busy = reach - kernels[0][0] if kernels else 0
+    for start, end in kernels[1:]:
+        if start - reach > min_us:
+            gaps.append((start - reach, reach, start))
+        busy += max(0, end - max(start, reach))
+        reach = max(reach, end)
+    span = reach - kernels[0][0] if kernels else 0
+    print(f"\nGPU busy (kernel intervals merged) {busy / 1e3:.1f} ms of {span / 1e3:.1f} ms profiled;"
+          f" idle gaps over {min_us:g} us: {len(gaps)}, {sum(g for g, _, _ in gaps) / 1e3:.1f} ms in all")
+    host = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
+    for gap, a, b in sorted(gaps, reverse=True)[:top]:
+        during = sorted((e.time_range.start, e.name) for e in host
+                        if e.time_range.start < b and e.time_range.end > a and e.time_range.end - e.time_range.start > 50)
+        names = list(dict.fromkeys(n for _, n in during))[:12]
+        print(f"  {gap / 1e3:7.2f} ms  host: {' | '.join(names)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", default="b:rows=8192;ckpt=none")
     ap.add_argument("--shape", default="mistral-7b")
     ap.add_argument("--samples", type=int, default=800)
     ap.add_argument("--active", type=int, default=2)
+    ap.add_argument("--rows", type=int, default=15, help="operators listed in the GPU-time table")
+    ap.add_argument("--gaps", type=int, default=0, help="list this many of the longest GPU-idle gaps and what the "
+                    "host ran during each")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ethsft-prof-"))
@@ -58,7 +85,9 @@ def main() -> None:
     print(f"\n{name}: plan {plan.get('checkpointed')} layers checkpointed; per step: wall {wall:.3f} s, "
           f"GPU kernels {gpu:.3f} s, GPU idle {wall - gpu:.3f} s ({100 * (wall - gpu) / wall:.0f}%)")
     print(events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
-    print(events.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
+    print(events.table(sort_by="self_device_time_total", row_limit=args.rows, max_name_column_width=90))
+    if args.gaps:
+        print_gaps(prof.events(), args.gaps)
     if args.out:
         Path(args.out).write_text(json.dumps({"mode": name, "plan": plan, "fastpath": done, "wall_s": wall,
                                               "gpu_kernel_s": gpu, "step_walls": active_walls}, indent=2),

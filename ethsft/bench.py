@@ -9,7 +9,8 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
   a'     TRL's best built-in setup at the same budget: packing (bfd) + flex_attention + Liger (when installed),
          every layer checkpointed
   b      ethsft's fast path as the 12GB preset runs it: 2048-token packed rows x 4 a step, varlen attention
-         (cuDNN SDPA off), lean SwiGLU or Liger, each row replayed as CUDA graphs, checkpointing fitted to --vram
+         (cuDNN SDPA off), Liger, decoder layers compiled, each row replayed as CUDA graphs, checkpointing
+         fitted to --vram
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
@@ -43,7 +44,7 @@ MODES = {
     "a'": dict(path="trl", packing=1, attn="flex_attention", liger="auto", ckpt="all", rows=8192, batch=1,
                label="TRL best: packing bfd + flex + liger, full ckpt"),
     "b": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=2048, batch=1, accum=4,
-              graphs=1, label="ethsft fast path (the 12GB preset)"),
+              graphs=1, compile=1, label="ethsft fast path (the 12GB preset)"),
     "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
                 label="ethsft fast path, 80GB preset"),
 }
@@ -112,9 +113,9 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)),
                       "optimization.cuda_graphs": bool(knobs.get("graphs", 0)),
                       "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
-    if not cuda:
+    if not cuda:  # CPU (tests on a tiny shape): fp32, and no layer compilation, which is for the GPU's kernels
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
-                          "optimization.bf16": False})
+                          "optimization.bf16": False, "optimization.compile": False})
     return load_settings(REPO / "configs" / "training_config.yaml", overrides, list(sets))
 
 

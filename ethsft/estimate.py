@@ -249,6 +249,10 @@ FAST_ACT_NORM_BYTES = {True: 4, False: 8}  # x hidden, Liger on / off
 FAST_ACT_HIDDEN_BYTES = 4
 FAST_ACT_KV_BYTES = 4
 FAST_ACT_INTERMEDIATE_BYTES = 4
+# Compiled decoder layers (optimization.compile) keep a little more: 0.203 vs 0.196 GiB per uncheckpointed
+# 2048-token layer in the same H100 probes (benchmarks/results/h100_bench_compiled_graphs.json), ~1 byte per token
+# and hidden unit.
+FAST_ACT_COMPILED_HIDDEN_BYTES = 1
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
 # One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
 # Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25): the four checkpointed
@@ -318,6 +322,8 @@ def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch:
         liger = s.optimization.use_liger_kernel not in (False, "false")
         b = (FAST_ACT_NORM_BYTES[liger] + FAST_ACT_HIDDEN_BYTES) * h + FAST_ACT_KV_BYTES * kv \
             + FAST_ACT_INTERMEDIATE_BYTES * i
+        if s.optimization.compile:
+            b += FAST_ACT_COMPILED_HIDDEN_BYTES * h
         groups = {_LORA_INPUT_GROUP[m]: dims[m][0] for m in mods}
         b += sum(ACT_LORA_INPUT_BYTES * d for d in groups.values())
         if s.lora.dropout > 0 and graphed(s):

@@ -54,7 +54,7 @@ def test_7b_config_on_cpu_is_a_failure_with_the_reason(fast):
     config = [line for line in result.output.splitlines() if "Config:" in line]
     assert config == [f"  ✗ Config: {REPO / 'configs' / 'training_config.yaml'}: mistralai/Mistral-7B-Instruct-v0.2 "
                       "(7.24B), LoRA r 16, 1 x 2048 tokens (batch x max_length, worst case), checkpointing on: "
-                      "predicted peak ~11.5 GB: needs a CUDA GPU, and this machine has none; fits e.g. rtx3060 (12 GB)"]
+                      "predicted peak ~11.7 GB: needs a CUDA GPU, and this machine has none; fits e.g. rtx3060 (12 GB)"]
     assert result.output.splitlines()[-1].startswith("✗ 1 problem to fix (Config)")
 
 
