@@ -44,7 +44,8 @@ optimization
                                   activations (or Liger's), cuDNN SDPA off. Same math, less memory and time
   compile [False]                 with fast_path: torch.compile each decoder layer (fused elementwise kernels, far
                                   less Python per step, 4-bit NF4 weights dequantised inside the layer instead
-                                  of through bitsandbytes' ops: ethsft/nf4.py); the first steps pay the compilation
+                                  of through bitsandbytes' ops: ethsft/nf4.py); the first steps pay the compilation.
+                                  With cuda_graphs the graphs replay the compiled layers (the 12GB preset)
   cuda_graphs [False]             with fast_path and packing on a GPU: every micro-batch padded to max_length tokens
                                   and replayed as one CUDA graph forward and one backward (ethsft/graphs.py): no
                                   host time per layer, so short rows (~2048 tokens, little activation memory) run
