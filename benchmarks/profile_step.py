@@ -21,21 +21,26 @@ from transformers import TrainerCallback
 from ethsft import bench
 
 
-def print_gaps(events, top: int, min_us: float = 20.0) -> None:
-    """GPU-idle time between kernels (gaps over ``min_us``), and for the ``top`` longest gaps the host operators
-    that overlapped them (outermost first)."""
+def gpu_timeline(events, min_us: float = 20.0) -> tuple[float, list[tuple[float, float, float]]]:
+    """Microseconds some kernel ran (kernel intervals merged: graph replays and overlaps counted once), and the
+    GPU-idle gaps between kernels longer than ``min_us`` as (length, start, end)."""
     kernels = sorted((e.time_range.start, e.time_range.end) for e in events
                      if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
-    gaps, reach = [], kernels[0][1] if kernels else 0
-    busy = reach - kernels[0][0] if kernels else 0
+    if not kernels:
+        return 0.0, []
+    gaps, reach = [], kernels[0][1]
+    busy = reach - kernels[0][0]
     for start, end in kernels[1:]:
         if start - reach > min_us:
             gaps.append((start - reach, reach, start))
         busy += max(0, end - max(start, reach))
         reach = max(reach, end)
-    span = reach - kernels[0][0] if kernels else 0
-    print(f"\nGPU busy (kernel intervals merged) {busy / 1e3:.1f} ms of {span / 1e3:.1f} ms profiled;"
-          f" idle gaps over {min_us:g} us: {len(gaps)}, {sum(g for g, _, _ in gaps) / 1e3:.1f} ms in all")
+    return busy, gaps
+
+
+def print_gaps(events, gaps: list, top: int) -> None:
+    """The ``top`` longest GPU-idle gaps and the host operators that overlapped them (outermost first)."""
+    print(f"\nGPU idle gaps over 20 us: {len(gaps)}, {sum(g for g, _, _ in gaps) / 1e3:.1f} ms in all")
     host = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
     for gap, a, b in sorted(gaps, reverse=True)[:top]:
         during = sorted((e.time_range.start, e.name) for e in host
@@ -78,7 +83,7 @@ def main() -> None:
         trainer.add_callback(Step(prof))
         trainer.train()
     events = prof.key_averages()
-    gpu_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    gpu_us, gaps = gpu_timeline(prof.events())
     active_walls = [b - a for a, b in zip(marks[wait + warm - 1:], marks[wait + warm:])][:args.active]
     wall = sum(active_walls) / max(len(active_walls), 1)
     gpu = gpu_us / 1e6 / args.active
@@ -87,7 +92,7 @@ def main() -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
     print(events.table(sort_by="self_device_time_total", row_limit=args.rows, max_name_column_width=90))
     if args.gaps:
-        print_gaps(prof.events(), args.gaps)
+        print_gaps(prof.events(), gaps, args.gaps)
     if args.out:
         Path(args.out).write_text(json.dumps({"mode": name, "plan": plan, "fastpath": done, "wall_s": wall,
                                               "gpu_kernel_s": gpu, "step_walls": active_walls}, indent=2),
