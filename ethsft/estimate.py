@@ -250,8 +250,8 @@ FAST_ACT_HIDDEN_BYTES = 4
 FAST_ACT_KV_BYTES = 4
 FAST_ACT_INTERMEDIATE_BYTES = 4
 # Compiled decoder layers (optimization.compile) keep a little more: 0.203 vs 0.196 GiB per uncheckpointed
-# 2048-token layer in the same H100 probes (benchmarks/results/h100_bench_compiled_graphs.json), ~1 byte per token
-# and hidden unit.
+# 2048-token layer in one H100 run's probes (benchmarks/results/h100_bench_compile_vs_graphs.json), ~1 byte per
+# token and hidden unit.
 FAST_ACT_COMPILED_HIDDEN_BYTES = 1
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
 # One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
