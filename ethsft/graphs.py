@@ -143,7 +143,9 @@ class GraphedLoss:
                 self._capture(static)
             except Exception as e:  # a failed capture leaves CUDA's random state unusable: no eager fallback
                 raise RuntimeError(f"CUDA-graph capture of the training step failed ({type(e).__name__}: {e}). "
-                                   "Set optimization.cuda_graphs: false to train without graphs.") from e
+                                   "Set optimization.cuda_graphs: false to train without graphs, or, where this "
+                                   "process already captured another model's graphs, train in a fresh process."
+                                   ) from e
         self.replays += 1
         return self.graphed(*static)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -123,3 +124,21 @@ def test_models_whose_loss_packedloss_would_not_compute_are_named(tiny_model_pat
     gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=8))
     assert graphs.unsupported(gemma) == "Gemma2ForCausalLM soft-caps its logits"
+
+
+def test_a_failed_capture_stops_with_the_reason_and_the_way_out():
+    trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), processing_class=SimpleNamespace(pad_token_id=0),
+                              accelerator=SimpleNamespace(mixed_precision="bf16"))
+    runner = graphs.GraphedLoss(trainer, graphs.RowShape(rows=12, bounds=6, longest=12))
+
+    def capture(sample):
+        raise ValueError("operation not permitted when stream is capturing")
+
+    runner._capture = capture
+    with pytest.raises(RuntimeError) as err:
+        runner(_row())
+    assert str(err.value) == (
+        "CUDA-graph capture of the training step failed (ValueError: operation not permitted when stream is "
+        "capturing). Set optimization.cuda_graphs: false to train without graphs, or, where this process already "
+        "captured another model's graphs, train in a fresh process.")
+    assert runner.replays == 0 and runner.graphed is None
