@@ -48,6 +48,8 @@ MODES = {
     "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
                 label="ethsft fast path, 80GB preset"),
 }
+INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs")
+KNOBS = INT_KNOBS + ("path", "attn", "liger", "ckpt", "vram", "optim", "label")
 PEAK_TFLOPS = {"H100": 989.5, "H200": 989.5, "H800": 989.5, "A100": 312.0, "L40S": 362.0, "4090": 165.2}
 
 
@@ -61,10 +63,9 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
         knobs = dict(MODES[base], base=base)
         for kv in [x for x in rest.split(";") if x]:
             k, _, v = kv.partition("=")
-            if k not in ("path", "packing", "attn", "liger", "ckpt", "rows", "batch", "accum", "vram", "offload",
-                         "compile", "graphs", "optim", "label"):
+            if k not in KNOBS:
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
-            knobs[k] = int(v) if k in ("rows", "batch", "accum", "packing", "offload", "compile", "graphs") else (float(v) if k == "vram" else v)
+            knobs[k] = int(v) if k in INT_KNOBS else (float(v) if k == "vram" else v)
         if rest:
             knobs["label"] = MODES[base]["label"] + f" [{rest}]"
         out.append((part, knobs))
@@ -110,12 +111,13 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     # the fast path as a preset turns it on (ethsft.train.build_trainer); TRL's own modes (a, a') turn it off,
     # whatever the 12GB preset they start from says
     fast = knobs["path"] == "ethsft"
-    overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)),
+    # layer compilation is for the GPU's kernels: not on CPU (tests on a tiny shape)
+    overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)) and cuda,
                       "optimization.cuda_graphs": bool(knobs.get("graphs", 0)),
                       "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
-    if not cuda:  # CPU (tests on a tiny shape): fp32, and no layer compilation, which is for the GPU's kernels
+    if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
-                          "optimization.bf16": False, "optimization.compile": False})
+                          "optimization.bf16": False})
     return load_settings(REPO / "configs" / "training_config.yaml", overrides, list(sets))
 
 

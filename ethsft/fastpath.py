@@ -164,8 +164,6 @@ def flash_varlen(q, k, v, cu, max_len: int, scale: float | None = None, sliding_
 
 
 def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
-    from torch.nn.attention.varlen import varlen_attn
-
     q = query[0].transpose(0, 1)  # (L, H, D)
     k = key[0].transpose(0, 1)
     v = value[0].transpose(0, 1)
@@ -179,6 +177,8 @@ def _varlen(query, key, value, cu, max_len, scaling, sliding_window):
         if total < q.shape[0]:  # rows past the last sample (pad_to_multiple_of) are left unwritten by the kernel
             out = torch.nn.functional.pad(out[:total], (0, 0, 0, 0, 0, q.shape[0] - total))
         return out.unsqueeze(0)
+    from torch.nn.attention.varlen import varlen_attn
+
     kw = {}
     if "enable_gqa" in _VARLEN_PARAMS:
         kw["enable_gqa"] = q.shape[1] != k.shape[1]
