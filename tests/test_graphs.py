@@ -98,7 +98,9 @@ def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert ref_grads.keys() == our_grads.keys() and len(ref_grads) > 0
     for name, grad in ref_grads.items():
-        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # float32 sums in another order: the error scales with the gradient's size, not with each element's
+        scale = grad.abs().max().item()
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
     assert any(g.abs().sum() > 0 for g in ref_grads.values())
 
 
