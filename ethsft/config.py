@@ -19,6 +19,9 @@ lora
   r [16], alpha [32], dropout [0.05], target_modules [[q_proj, v_proj]] (list or "all-linear"),
   bias [none], task_type [CAUSAL_LM], use_dora [False], use_rslora [False],
   modules_to_save [None]          whole modules trained beside the adapters (e.g. [lm_head]); saved with the adapter
+  top_layers [None]               adapters on the last N decoder layers only: backward stops below them (on CPU
+                                  the demo's 10 of SmolLM2's 30 layers train ~1.8x faster); needs a list of
+                                  target_modules; None = every layer
 quantization
   load_in_4bit [True], bnb_4bit_compute_dtype [bfloat16], bnb_4bit_quant_type [nf4],
   bnb_4bit_use_double_quant [True], bnb_4bit_quant_storage [None -> uint8; set to the compute dtype for ZeRO-3]
@@ -38,6 +41,9 @@ data
 optimization
   gradient_checkpointing [True], optim [paged_adamw_32bit], fp16 [False], bf16 [True] (falls back to fp16
   with a notice where the GPU lacks bf16; fp32 on CPU)
+  cpu_bf16 [False]                on CPU, train under bfloat16 autocast (float32 master weights) where the processor
+                                  computes bf16 natively (AVX512-BF16, AMX): ~1.7x faster on SmolLM2-135M; the tiny
+                                  test models run faster in float32
   use_liger_kernel [False]        true | false | auto (on where liger-kernel is installed and a GPU is present)
   fast_path [False]               ethsft's fast path (ethsft/fastpath.py): packed rows attend per sample through
                                   FlashAttention varlen, LoRA dropout keeps no copies, SwiGLU keeps half its
@@ -99,6 +105,7 @@ class LoraArgs:
     use_dora: bool = False
     use_rslora: bool = False
     modules_to_save: list[str] | None = None
+    top_layers: int | None = None
 
 
 @dataclass
@@ -144,6 +151,7 @@ class OptimizationArgs:
     optim: str = "paged_adamw_32bit"
     fp16: bool = False
     bf16: bool = True
+    cpu_bf16: bool = False
     use_liger_kernel: bool | str = False
     fast_path: bool = False
     compile: bool = False
@@ -315,6 +323,12 @@ def validate(s: Settings) -> None:
         raise ConfigError("optimization.fp16 and optimization.bf16 are both true; choose one")
     if s.lora.r <= 0:
         raise ConfigError(f"lora.r must be positive, got {s.lora.r}")
+    if s.lora.top_layers is not None and s.lora.top_layers <= 0:
+        raise ConfigError(f"lora.top_layers must be positive, got {s.lora.top_layers}")
+    if s.lora.top_layers is not None and isinstance(s.lora.target_modules, str):
+        raise ConfigError(f"lora.top_layers needs lora.target_modules as a list of module names, not "
+                          f"{s.lora.target_modules!r} (peft cannot restrict a pattern to some layers); e.g. "
+                          "[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]")
     if s.data.max_length <= 0:
         raise ConfigError(f"data.max_length must be positive, got {s.data.max_length}")
     if isinstance(s.optimization.use_liger_kernel, str) and s.optimization.use_liger_kernel != "auto":

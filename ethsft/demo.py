@@ -1,8 +1,8 @@
-"""`ethsft demo`: the whole path on the embedded default, offline, on CPU.
+"""`ethsft demo`: the whole path on a real pretrained model, on CPU.
 
-synth transactions -> prepare the dataset -> score the untrained model -> train a 4-bit QLoRA adapter
-(configs/demo_cpu.yaml, the same `ethsft.train.run` a 7B run uses) -> reload the saved adapter ->
-generate -> score again. Only the config is special.
+fetch SmolLM2-135M-Instruct -> synth transactions -> prepare the dataset -> score the untrained model -> train a
+4-bit QLoRA adapter (configs/demo_cpu.yaml, the same `ethsft.train.run` a 7B run uses) -> reload the saved adapter
+-> generate -> score again. Only the config is special. Offline, the random-weight embedded model stands in.
 """
 
 from __future__ import annotations
@@ -13,24 +13,45 @@ from pathlib import Path
 
 import click
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_cpu.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIG = CONFIGS / "demo_cpu.yaml"
+OFFLINE_CONFIG = CONFIGS / "demo_cpu_random.yaml"
 
 
 def banner(text: str) -> None:
     click.secho(f"\n== {text} ==", bold=True)
 
 
+def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple[str, ...]):
+    """Settings whose base model is on this machine: fetched now if needed. Where it cannot be fetched and the
+    config is the demo's own, the offline preset (random weights) stands in, said in one line."""
+    from .config import load_settings, notice
+    from .embedded import resolve
+    from .pretrained import FetchError
+
+    settings = load_settings(config, overrides, sets)
+    try:
+        click.echo(f"{settings.model.base_model} -> {resolve(settings.model.base_model)}")
+    except FetchError as e:
+        if chosen:
+            raise click.ClickException(str(e)) from None
+        settings = load_settings(OFFLINE_CONFIG, overrides, sets)
+        notice(f"offline ({str(e).split(': ', 2)[-1].split('. ')[0]}): the demo trains "
+               f"{settings.model.base_model} (random weights) instead, which shows the path, not accuracy")
+        resolve(settings.model.base_model)
+    return settings
+
+
 @click.command("demo")
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
-@click.option("--rows", default=400, show_default=True, help="Synthetic transactions to generate.")
+@click.option("--rows", default=300, show_default=True, help="Synthetic transactions to generate.")
 @click.option("--config", "config_path", default=None,
               help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
-@click.option("--eval-samples", default=24, show_default=True, help="Test records scored before and after.")
+@click.option("--eval-samples", default=30, show_default=True, help="Test records scored before and after.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
 def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
-    """Run data -> train -> save -> reload -> generate -> accuracy on the embedded tiny model (CPU, offline)."""
-    from .config import load_settings
+    """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
     from .eth.prepare import prepare
     from .eth.synth import generate_rows, write_rows
     from .evaluation import evaluate_model
@@ -42,32 +63,33 @@ def main(output: str, rows: int, config_path: str | None, eval_samples: int, see
     raw, data, run_dir = out / "decoded.csv", out / "datasets", out / "adapter"
     config = Path(config_path) if config_path else REPO_CONFIG
 
-    banner(f"1/5 synthesize {rows} transactions")
+    banner("1/6 fetch the base model")
+    overrides = {"data.dataset_dir": str(data), "training.output_dir": str(run_dir), "training.overwrite": True}
+    settings = base_model_settings(config, config_path is not None, overrides, sets)
+
+    banner(f"2/6 synthesize {rows} transactions")
     write_rows(raw, generate_rows(rows, seed))
     click.echo(f"wrote {raw}")
 
-    banner("2/5 prepare the instruction dataset")
+    banner("3/6 prepare the instruction dataset")
     summary = prepare(raw, data, split=(0.8, 0.1, 0.1), seed=seed, progress=False, count_tokens=False)
     click.echo(json.dumps({k: summary[k] for k in ("rows_read", "kept", "duplicates", "rejected", "splits") if k in summary}))
-
-    settings = load_settings(config, {"data.dataset_dir": str(data), "training.output_dir": str(run_dir),
-                                      "training.overwrite": True}, sets)
     test = data / "test.jsonl"
 
-    banner(f"3/5 score the untrained model on {eval_samples} test records (the baseline)")
+    banner(f"4/6 score the untrained model on {eval_samples} test records (the baseline)")
     base = evaluate_model(settings.model.base_model, test, batch_size=16, limit=eval_samples,
-                          output_dir=out / "eval-untrained", progress=False)
+                          output_dir=out / "eval-untrained", progress=True, system_prompt=settings.data.system_prompt)
     click.echo(format_table(base))
 
-    banner("4/5 train a 4-bit QLoRA adapter")
+    banner("5/6 train a 4-bit QLoRA adapter")
     result = run(settings)
 
-    banner(f"5/5 reload the adapter from {run_dir}, generate, score")
+    banner(f"6/6 reload the adapter from {run_dir}, generate, score")
     tuned = evaluate_model(run_dir, test, batch_size=16, limit=eval_samples, output_dir=out / "eval-trained",
-                           progress=False)
+                           progress=True, system_prompt=settings.data.system_prompt)
     click.echo(format_table(tuned))
 
-    banner("result")
+    banner(f"result: {settings.model.base_model}, {eval_samples} held-out test transactions")
     rows_out = [("valid JSON", "valid_json_rate"), ("field accuracy", "field_accuracy"),
                 ("exact match", "exact_match")]
     click.echo(f"{'metric':<16}{'untrained':>11}{'trained':>10}")

@@ -53,14 +53,30 @@ def is_embedded(name: str) -> bool:
     return str(name).startswith(EMBEDDED_PREFIX)
 
 
+def names() -> list[str]:
+    """Every ``embedded:`` name: the random-weight shapes and the real pretrained models."""
+    from .pretrained import MODELS
+
+    return [EMBEDDED_PREFIX + s for s in (*SHAPES, *MODELS)]
+
+
 def resolve(name: str) -> str:
-    """Path for ``embedded:<shape>`` (built once, then cached); any other name is returned as is."""
+    """Path for ``embedded:<shape>`` or ``embedded:<pretrained>`` (built once, then cached); any other name is
+    returned as is."""
+    from . import pretrained
+
     if not is_embedded(name):
         return name
     shape = name[len(EMBEDDED_PREFIX):]
+    if shape in pretrained.MODELS:
+        root = cache_root() / "models"
+        found = pretrained.cached(root, shape)
+        if found is None:
+            with _build_lock(root / shape):
+                found = pretrained.cached(root, shape) or pretrained.build(root, shape, _atomic_save)
+        return str(found)
     if shape not in SHAPES:
-        raise ValueError(f"unknown embedded model {name!r}; choose one of: "
-                         + ", ".join(EMBEDDED_PREFIX + s for s in SHAPES))
+        raise ValueError(f"unknown embedded model {name!r}; choose one of: " + ", ".join(names()))
     target = cache_root() / "models" / cache_name(shape)
     if not (target / "config.json").exists():
         with _build_lock(target):  # ranks of a multi-process run start at once: one builds, the others wait

@@ -103,5 +103,19 @@ def render(record: dict[str, Any], tokenizer, system: str | None = None) -> Rend
     n = 0
     while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
         n += 1
-    labels = [-100] * n + full_ids[n:]
+    end = answer_end(full_ids, n, tokenizer.eos_token_id)
+    labels = [-100] * n + full_ids[n:end] + [-100] * (len(full_ids) - end)
     return RenderedRecord(text=text, input_ids=full_ids, labels=labels)
+
+
+def answer_end(ids: list[int], start: int, end_of_turn: int | None) -> int:
+    """Where the loss stops: just past the completion's last end-of-turn token.
+
+    Mistral's template ends the answer with ``</s>``; ChatML templates (SmolLM2, Qwen) write ``<|im_end|>`` and
+    then a newline. That newline is template layout, not something the model must generate (generation stops
+    at ``<|im_end|>``), so no loss falls on it.
+    """
+    for i in range(len(ids) - 1, start - 1, -1):
+        if ids[i] == end_of_turn:
+            return i + 1
+    return len(ids)

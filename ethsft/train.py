@@ -167,7 +167,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     trainer_cls = intent_sft_trainer() if accuracy_samples else SFTTrainer  # intent accuracy beside eval_loss
     trainer_cls = robust_trainer_class(trainer_cls)  # atomic checkpoints, NaN detection (ethsft.guards)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                          processing_class=tokenizer, peft_config=lora_config(s), callbacks=callbacks)
+                          processing_class=tokenizer, peft_config=lora_config(s, model.config.num_hidden_layers),
+                          callbacks=callbacks)
     guard.trainer = trainer
     attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
     _finish_trainer(trainer, s, out, is_main, precision)

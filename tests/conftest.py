@@ -68,3 +68,32 @@ def tiny_settings(dataset: Path, output: Path, *sets: str):
                          {"data.dataset_dir": str(dataset), "training.output_dir": str(output)},
                          ["training.num_train_epochs=1", "training.per_device_train_batch_size=4",
                           "logging.logging_steps=1", "logging.eval_steps=2", "logging.save_steps=2", *sets])
+
+
+# SmolLM2-135M-Instruct's chat template, as its tokenizer ships it (ChatML with a default system message).
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def chatml_tokenizer():
+    """A throwaway byte-level BPE tokenizer with SmolLM2's special tokens and chat template, trained in-process
+    (the ChatML counterpart of the real Mistral tokenizer; no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    rng = random.Random(0)
+    corpus = [json.dumps(make_record(rng)) for _ in range(200)] + [SMOLLM2_TEMPLATE]
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    tok.chat_template = SMOLLM2_TEMPLATE
+    return tok

