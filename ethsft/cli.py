@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from .bench_cli import main as bench
@@ -17,6 +19,10 @@ from .train import main as train
 def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
 
+
+# peft still asks models `is_gradient_checkpointing`, which transformers 5.2x renamed: a warning for peft's
+# maintainers, not for someone training
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 for command in (demo, synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune, bench):
     cli.add_command(command)

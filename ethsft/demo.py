@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+import torch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 REPO_CONFIG = CONFIGS / "demo_cpu.yaml"
@@ -47,12 +48,13 @@ def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple
 @click.option("--rows", default=300, show_default=True, help="Synthetic transactions to generate.")
 @click.option("--config", "config_path", default=None,
               help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
-@click.option("--eval-samples", default=30, show_default=True, help="Test records scored before and after.")
+@click.option("--eval-samples", default=20, show_default=True, help="Test records scored before and after.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
 def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
     """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
     from .eth.prepare import prepare
+    from .hf_args import resolve_precision
     from .eth.synth import generate_rows, write_rows
     from .evaluation import evaluate_model
     from .evaluation.metrics import format_table
@@ -75,18 +77,20 @@ def main(output: str, rows: int, config_path: str | None, eval_samples: int, see
     summary = prepare(raw, data, split=(0.8, 0.1, 0.1), seed=seed, progress=False, count_tokens=False)
     click.echo(json.dumps({k: summary[k] for k in ("rows_read", "kept", "duplicates", "rejected", "splits") if k in summary}))
     test = data / "test.jsonl"
+    # generate in the precision training computed in (bf16 on CPUs with native bf16: ~1.4x faster decoding)
+    scoring = dict(batch_size=eval_samples, limit=eval_samples, progress=True,
+                   system_prompt=settings.data.system_prompt,
+                   dtype=torch.bfloat16 if resolve_precision(settings).bf16 else None)
 
     banner(f"4/6 score the untrained model on {eval_samples} test records (the baseline)")
-    base = evaluate_model(settings.model.base_model, test, batch_size=16, limit=eval_samples,
-                          output_dir=out / "eval-untrained", progress=True, system_prompt=settings.data.system_prompt)
+    base = evaluate_model(settings.model.base_model, test, output_dir=out / "eval-untrained", **scoring)
     click.echo(format_table(base))
 
     banner("5/6 train a 4-bit QLoRA adapter")
     result = run(settings)
 
     banner(f"6/6 reload the adapter from {run_dir}, generate, score")
-    tuned = evaluate_model(run_dir, test, batch_size=16, limit=eval_samples, output_dir=out / "eval-trained",
-                           progress=True, system_prompt=settings.data.system_prompt)
+    tuned = evaluate_model(run_dir, test, output_dir=out / "eval-trained", **scoring)
     click.echo(format_table(tuned))
 
     banner(f"result: {settings.model.base_model}, {eval_samples} held-out test transactions")

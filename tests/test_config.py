@@ -126,3 +126,39 @@ def test_fast_path_keys():
     with pytest.raises(ConfigError) as e:
         load_settings(sets=["optimization.vram_budget_gib=0"])
     assert str(e.value) == "optimization.vram_budget_gib must be positive, got 0.0"
+
+
+def test_top_layers_places_adapters_on_the_last_layers_only():
+    from ethsft.config import ConfigError, load_settings
+    from ethsft.hf_args import lora_config
+
+    demo = load_settings(REPO / "configs" / "demo_cpu.yaml")
+    assert demo.lora.top_layers == 10
+    assert lora_config(demo, num_layers=30).layers_to_transform == list(range(20, 30))
+    assert lora_config(load_settings()).layers_to_transform is None
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, sets=["lora.top_layers=4", "lora.target_modules=all-linear"])
+    assert str(err.value) == ("lora.top_layers needs lora.target_modules as a list of module names, not "
+                              "'all-linear' (peft cannot restrict a pattern to some layers); e.g. "
+                              "[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]")
+    with pytest.raises(ConfigError, match="lora.top_layers must be positive, got 0"):
+        load_settings(None, sets=["lora.top_layers=0"])
+
+
+def test_cpu_bf16_trains_under_autocast_only_where_the_cpu_has_bf16(monkeypatch):
+    import torch
+
+    from ethsft import hf_args
+    from ethsft.config import load_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    s = load_settings(None, sets=["optimization.cpu_bf16=true"])
+    def chosen(settings):
+        p = hf_args.resolve_precision(settings)
+        return p.bf16, p.fp16, p.compute_dtype
+
+    monkeypatch.setattr(hf_args, "cpu_has_bf16", lambda: True)
+    assert chosen(s) == (True, False, torch.bfloat16)
+    assert chosen(load_settings())[:2] == (False, False)  # off unless asked for
+    monkeypatch.setattr(hf_args, "cpu_has_bf16", lambda: False)
+    assert chosen(s)[:2] == (False, False)

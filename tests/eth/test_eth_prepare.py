@@ -273,3 +273,19 @@ def test_cli_synth_then_prepare(tmp_path):
     assert res.exit_code == 1 and res.output == f"Error: {tmp_path / 'nope.csv'}: no such file\n"
     res = runner.invoke(synth_cmd, ["--rows", "3", "--output", str(tmp_path / "x.txt")])
     assert res.exit_code == 2 and "unsupported format '.txt'" in res.output
+
+
+def test_the_v3_unknown_mix_has_more_v3_swaps_and_unregistered_tokens():
+    from ethsft.eth.synth import generate_rows
+
+    def shares(mix):
+        rows = list(generate_rows(400, 3, mix))
+        v3 = sum(r["to_address"] in ("0xe592427a0aece92de3edee1f18e0157c05861564",
+                                     "0x68b3465833fb72a70ecdf485e0e4c7bd8665fc45") for r in rows)
+        multicall = sum(r["input"][:10] in ("0xac9650d8", "0x5ae401dc", "0x1f0464d1") for r in rows)
+        return v3, multicall
+
+    v3_default, mc_default = shares("default")
+    v3_hard, mc_hard = shares("v3-unknown")
+    assert v3_hard > 2 * v3_default and mc_hard > 3 * mc_default
+    assert list(generate_rows(5, 3)) == list(generate_rows(5, 3, "default"))
