@@ -53,7 +53,7 @@ GiB = 2**30
 
 
 def settings_for(name: str, dataset: str, output: str, steps: int):
-    from ethsft.config import load_settings
+    from ethsft.config.schema import load_settings
 
     preset, sets = SETTINGS[name]
     run_sets = [*sets, f"training.max_steps={steps}", "training.gradient_accumulation_steps=1",
@@ -66,7 +66,7 @@ def settings_for(name: str, dataset: str, output: str, steps: int):
 def predictions(s_user, s_run, stats, shapes_seen, gpu) -> dict:
     """What ``ethsft estimate`` says for the preset (its own accumulation) and what the model says at the
     micro-batch shapes this run actually trained on."""
-    from ethsft.estimate import estimate_memory, estimate_run, estimate_step_time, model_shape
+    from ethsft.planning.estimate import estimate_memory, estimate_run, estimate_step_time, model_shape
 
     shape = model_shape(s_user)
     est = estimate_run(s_user, gpu, stats, shape, detected=True)
@@ -107,13 +107,13 @@ def measure_one(name: str, dataset: str, steps: int, warmup: int) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from ethsft.estimate import dataset_stats, detect_gpu, named_gpu
-    from ethsft.train import build_trainer
+    from ethsft.planning.estimate import dataset_stats, detect_gpu, named_gpu
+    from ethsft.training.recipe import build_trainer
 
     out = tempfile.mkdtemp(prefix=f"calib-{name}-")
     s = settings_for(name, dataset, out, steps + warmup)
     preset, sets = SETTINGS[name]
-    from ethsft.config import load_settings
+    from ethsft.config.schema import load_settings
 
     s_user = load_settings(REPO / preset, {"model.base_model": MODEL, "model.cache_dir": None,
                                            "data.dataset_dir": dataset}, sets)
@@ -230,7 +230,7 @@ def table(results: list[dict]) -> str:
 
 def fit(results: list[dict]) -> dict:
     """Least-squares values for the CALIBRATE constants of ethsft/estimate.py."""
-    import ethsft.estimate as E
+    import ethsft.planning.estimate as E
 
     ok = [r for r in results if "step_s" in r]
     out: dict = {}
@@ -320,7 +320,7 @@ def main() -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"results": []}
     done = {r["setting"] for r in results["results"]}
-    from ethsft.embedded import resolve
+    from ethsft.model.embedded import resolve
 
     t = time.time()
     path = resolve(MODEL)  # builds the random 7B once

@@ -40,7 +40,7 @@ STALL = 2.0  # a step over STALL x the setting's fastest measured step is a one-
 
 
 def settings(sets: list[str], accumulation: int = 1):
-    from ethsft.config import load_settings
+    from ethsft.config.schema import load_settings
 
     return load_settings(REPO / "configs" / "training_config.yaml", {"model.base_model": MODEL, "model.cache_dir": None},
                          [*sets, f"training.gradient_accumulation_steps={accumulation}"])
@@ -58,7 +58,7 @@ def measured_steps(r: dict) -> list[dict]:
 
 
 def model_rows(calib: dict) -> list[dict]:
-    from ethsft.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
+    from ethsft.planning.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
 
     gpu = named_gpu("h100")
     rows = []
@@ -89,7 +89,7 @@ def model_rows(calib: dict) -> list[dict]:
 
 def full_runs(calib: dict) -> list[dict]:
     """The two 12GB-preset runs (accumulation 16): tokens/s and peak, measured vs model."""
-    from ethsft.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
+    from ethsft.planning.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
 
     gpu = named_gpu("h100")
     comp = calib["results"][0]["completion_fraction"]  # the synth dataset's completion share (not in these files)
@@ -117,7 +117,7 @@ def pct(model: float, meas: float) -> str:
 
 
 def markdown(calib: dict) -> str:
-    import ethsft.estimate as E
+    import ethsft.planning.estimate as E
 
     rows = model_rows(calib)
     gpu = calib["results"][0]["gpu"]
@@ -209,7 +209,7 @@ def fit(calib: dict) -> dict:
     the checkpointed peaks (CKPT_LIVE_LAYERS)."""
     import numpy as np
 
-    import ethsft.estimate as E
+    import ethsft.planning.estimate as E
 
     X, y, Xo, yo = [], [], [], []
     num = den = 0.0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ethsft import bench
-from ethsft.formatting import render
+from ethsft.experiments import bench
+from ethsft.data.formatting import render
 
 
 def eval_nll(model, rendered: list) -> float:

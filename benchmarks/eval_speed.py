@@ -27,7 +27,7 @@ SHAPES = {"tiny": "tiny-mistral", "mistral-7b": "mistral-7b"}
 
 def sample_records(n: int, seed: int = 0) -> tuple[list[dict], str]:
     """n records and where they came from: ethsft.eth.synth transactions, else short generic ones."""
-    from ethsft.inference import INSTRUCTION
+    from ethsft.inference.loading import INSTRUCTION
 
     try:
         from ethsft.eth.intent import dumps, label
@@ -54,7 +54,7 @@ def sample_records(n: int, seed: int = 0) -> tuple[list[dict], str]:
 
 
 def model_path(shape: str) -> str:
-    from ethsft import embedded
+    from ethsft.model import embedded
 
     target = embedded.cache_root() / "models" / SHAPES[shape]
     if not (target / "config.json").exists():
@@ -91,8 +91,8 @@ def main(argv=None) -> dict:
     import torch
 
     from ethsft.evaluation.generation import generate_ids, prompt_ids
-    from ethsft.formatting import prompt_messages
-    from ethsft.inference import load_for_inference
+    from ethsft.data.formatting import prompt_messages
+    from ethsft.inference.loading import load_for_inference
 
     four_bit = args.load_in_4bit if args.load_in_4bit is not None else args.model_shape == "mistral-7b"
     loaded = load_for_inference(model_path(args.model_shape), load_in_4bit=four_bit)

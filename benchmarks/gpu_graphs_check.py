@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ethsft import bench, graphs
+from ethsft.experiments import bench
+
+from ethsft.fastpath.prepare import graphs
 
 N_ITEMS = 700
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ethsft.config import load_settings
-from ethsft.train import build_trainer
+from ethsft.config.schema import load_settings
+from ethsft.training.recipe import build_trainer
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "training_config.yaml"
 

@@ -17,8 +17,8 @@ import click
 @click.option("--output", required=True, type=click.Path(file_okay=False))
 @click.option("--tokens", default=2048, show_default=True)
 def main(dataset: str, output: str, tokens: int) -> None:
-    from ethsft.embedded import build_tokenizer
-    from ethsft.formatting import render
+    from ethsft.model.embedded import build_tokenizer
+    from ethsft.data.formatting import render
 
     tok = build_tokenizer()
     rng = random.Random(0)

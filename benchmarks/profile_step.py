@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from ethsft import bench
+from ethsft.experiments import bench
 
 
 def gpu_timeline(events, min_us: float = 20.0) -> tuple[float, list[tuple[float, float, float]]]:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ethsft import bench, fastpath
+from ethsft.experiments import bench
+
+from ethsft.fastpath.prepare import prepare as fastpath
 
 
 def saved_by_module(trainer) -> dict:

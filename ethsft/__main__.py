@@ -1,5 +1,5 @@
 """`python -m ethsft ...` is the `ethsft` command."""
 
-from .cli import cli
+from ethsft.cli import cli
 
 cli()

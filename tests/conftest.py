@@ -25,14 +25,14 @@ def ethsft_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer(ethsft_cache):
-    from ethsft.embedded import build_tokenizer
+    from ethsft.model.embedded import build_tokenizer
 
     return build_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path(ethsft_cache):
-    from ethsft.embedded import resolve
+    from ethsft.model.embedded import resolve
 
     return resolve("embedded:tiny-mistral")
 
@@ -62,7 +62,7 @@ def small_dataset(tmp_path) -> Path:
 
 def tiny_settings(dataset: Path, output: Path, *sets: str):
     """The tiny CPU preset pointed at ``dataset``/``output``, with a few fast-test overrides."""
-    from ethsft.config import load_settings
+    from ethsft.config.schema import load_settings
 
     return load_settings(REPO / "configs" / "tiny_cpu.yaml",
                          {"data.dataset_dir": str(dataset), "training.output_dir": str(output)},

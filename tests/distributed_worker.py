@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import tiny_settings  # noqa: E402
 
-from ethsft.train import build_trainer  # noqa: E402
+from ethsft.training.recipe import build_trainer  # noqa: E402
 
 
 class StepCounter(TrainerCallback):

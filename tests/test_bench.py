@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ethsft import bench
+from ethsft.experiments import bench
 
 
 def test_parse_modes():
@@ -23,7 +23,7 @@ def test_parse_modes():
 def test_flops_formula():
     from transformers import MistralConfig
 
-    from ethsft.embedded import MISTRAL_7B_SHAPE
+    from ethsft.model.embedded import MISTRAL_7B_SHAPE
 
     cfg = MistralConfig(vocab_size=32000, **MISTRAL_7B_SHAPE)
     f = bench.flops_per_token(cfg, [500] * 10, 8192, 1.0)
@@ -39,7 +39,7 @@ MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1"
 def test_bench_tiny_cpu(tmp_path, ethsft_cache):
     from click.testing import CliRunner
 
-    from ethsft.bench_cli import main
+    from ethsft.cli.bench import main
 
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(main, ["--model-shape", "tiny-mistral", "--modes", MODES,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ethsft.formatting import render
+from ethsft.data.formatting import render
 
 RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
           "input": '{"from":"0xab","value":"1.5"}', "output": '{"action":"transfer","status":"success"}'}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ethsft.config import ConfigError, load_settings
-from ethsft.hf_args import bnb_config, describe, lora_config, sft_config
+from ethsft.config.schema import ConfigError, load_settings
+from ethsft.config.hf import bnb_config, describe, lora_config, sft_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -112,7 +112,7 @@ def test_cli_reports_config_errors_without_traceback():
 
 
 def test_fast_path_keys():
-    from ethsft.hf_args import fitted_checkpointing, liger_on, sft_config
+    from ethsft.config.hf import fitted_checkpointing, liger_on, sft_config
 
     s = load_settings(sets=["optimization.use_liger_kernel=auto", "optimization.fast_path=true",
                             "optimization.vram_budget_gib=11"])
@@ -129,8 +129,8 @@ def test_fast_path_keys():
 
 
 def test_top_layers_places_adapters_on_the_last_layers_only():
-    from ethsft.config import ConfigError, load_settings
-    from ethsft.hf_args import lora_config
+    from ethsft.config.schema import ConfigError, load_settings
+    from ethsft.config.hf import lora_config
 
     demo = load_settings(REPO / "configs" / "demo_cpu.yaml")
     assert demo.lora.top_layers == 10
@@ -148,8 +148,8 @@ def test_top_layers_places_adapters_on_the_last_layers_only():
 def test_cpu_bf16_trains_under_autocast_only_where_the_cpu_has_bf16(monkeypatch):
     import torch
 
-    from ethsft import hf_args
-    from ethsft.config import load_settings
+    from ethsft.config.schema import hf as hf_args
+    from ethsft.config.schema import load_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     s = load_settings(None, sets=["optimization.cpu_bf16=true"])

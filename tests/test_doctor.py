@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 
 from conftest import REPO
-from ethsft import doctor as doc
-from ethsft.ops_cli import doctor as doctor_cmd
+from ethsft.planning import doctor as doc
+from ethsft.cli.ops import doctor as doctor_cmd
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="asserts the CPU-only checklist")
 
@@ -81,7 +81,7 @@ def test_hf_token_is_never_printed(fast, monkeypatch):
 
 
 def test_gated_model_without_token_is_flagged(monkeypatch):
-    from ethsft.config import load_settings
+    from ethsft.config.schema import load_settings
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)

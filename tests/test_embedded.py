@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ethsft import embedded
+from ethsft.model import embedded
 
 
 def test_cache_folder_follows_the_recipe(monkeypatch):

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, tiny_settings
-from ethsft.config import ConfigError, load_settings
-from ethsft.estimate import (BUILTIN_SHAPES, GPUS, dataset_stats, estimate_memory, estimate_run, expected_batch_max,
+from ethsft.config.schema import ConfigError, load_settings
+from ethsft.planning.estimate import (BUILTIN_SHAPES, GPUS, dataset_stats, estimate_memory, estimate_run, expected_batch_max,
                              fit_verdict, model_shape, named_gpu, pack_rows)
-from ethsft.ops_cli import estimate as estimate_cmd
+from ethsft.cli.ops import estimate as estimate_cmd
 
 # The guide's own 12GB layout (batch 1 x accumulation 16, 2048-token samples, full checkpointing): the default
 # 12GB preset packs rows for the fast path instead.
@@ -40,8 +40,8 @@ def test_local_config_json_is_read(tmp_path):
 
 
 def test_token_counts_equal_the_tokenizers(small_dataset, tmp_path, tokenizer):
-    from ethsft.data import read_records, tokenize_split
-    from ethsft.formatting import render
+    from ethsft.data.records import read_records, tokenize_split
+    from ethsft.data.formatting import render
 
     s = tiny_settings(small_dataset, tmp_path / "out")
     stats = dataset_stats(s)
@@ -63,8 +63,8 @@ def test_token_counts_equal_the_tokenizers(small_dataset, tmp_path, tokenizer):
 
 
 def test_7b_config_offline_counts_with_the_identical_mistral_tokenizer(small_dataset, tokenizer):
-    from ethsft.data import read_records
-    from ethsft.formatting import render
+    from ethsft.data.records import read_records
+    from ethsft.data.formatting import render
 
     s = load_settings(PRESET_12GB, {"data.dataset_dir": str(small_dataset)})
     stats = dataset_stats(s)
@@ -175,7 +175,7 @@ def test_fast_path_presets_match_what_the_h100_measured():
     layer checkpointed at 14,787 tok/s; as shipped (11 GiB, b:vram=11): 10.2 GiB, 6 layers checkpointed, 13,632
     tok/s; without compiled layers (h100_bench_graphs.json): 10.96 GiB at ~14,700 tok/s; b80 (the 80GB preset) at
     54.9 GiB."""
-    from ethsft.estimate import GRAPH_HOST_S
+    from ethsft.planning.estimate import GRAPH_HOST_S
 
     h100 = named_gpu("h100")
     preset = REPO / "configs" / "training_config.yaml"

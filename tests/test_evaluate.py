@@ -16,7 +16,7 @@ from conftest import INSTRUCTION, make_record, tiny_settings
 
 @pytest.fixture(scope="session")
 def base(tiny_model_path):
-    from ethsft.inference import load_for_inference
+    from ethsft.inference.loading import load_for_inference
 
     return load_for_inference("embedded:tiny-mistral")
 
@@ -47,7 +47,7 @@ def records(n: int, seed: int = 0) -> list[dict]:
 
 def greedy(loaded, recs, batch_size=8, max_new_tokens=12):
     from ethsft.evaluation.generation import generate_texts
-    from ethsft.formatting import prompt_messages
+    from ethsft.data.formatting import prompt_messages
 
     return generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r) for r in recs], max_new_tokens,
                           batch_size)
@@ -55,7 +55,7 @@ def greedy(loaded, recs, batch_size=8, max_new_tokens=12):
 
 def test_batched_generation_matches_one_at_a_time(base):
     from ethsft.evaluation.generation import generate_ids, prompt_ids
-    from ethsft.formatting import prompt_messages
+    from ethsft.data.formatting import prompt_messages
 
     recs = records(6)
     prompts = [prompt_ids(base.tokenizer, prompt_messages(r)) for r in recs]
@@ -84,7 +84,7 @@ class OracleModel(torch.nn.Module):
 def test_evaluate_records_scores_known_answers(base):
     from ethsft.evaluation.evaluate import evaluate_records
     from ethsft.evaluation.generation import prompt_ids
-    from ethsft.formatting import prompt_messages
+    from ethsft.data.formatting import prompt_messages
 
     recs = records(4)
     answers = [r["output"] for r in recs]
@@ -115,8 +115,8 @@ def test_evaluate_model_on_untrained_base_writes_results(small_dataset, tmp_path
 
 
 def test_merged_model_gives_the_same_greedy_output_as_base_plus_adapter(adapter_dir, base, tmp_path):
-    from ethsft.inference import load_for_inference
-    from ethsft.merge import merge_adapter
+    from ethsft.inference.loading import load_for_inference
+    from ethsft.inference.merge import merge_adapter
 
     recs = records(6, seed=3)
     with_adapter = load_for_inference(adapter_dir)
@@ -139,7 +139,7 @@ def test_merged_model_gives_the_same_greedy_output_as_base_plus_adapter(adapter_
 def test_adapter_and_base_mismatch_name_both(adapter_dir, tmp_path, tiny_model_path):
     from transformers import AutoModelForCausalLM, MistralConfig
 
-    from ethsft.inference import ModelLoadError, load_for_inference
+    from ethsft.inference.loading import ModelLoadError, load_for_inference
 
     other = tmp_path / "other-base"
     config = MistralConfig(vocab_size=32000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -164,7 +164,7 @@ def test_adapter_and_base_mismatch_name_both(adapter_dir, tmp_path, tiny_model_p
 
 
 def test_missing_embedded_cache_path_is_rebuilt_here(tiny_model_path):
-    from ethsft.inference import ModelLoadError, _locate
+    from ethsft.inference.loading import ModelLoadError, _locate
 
     assert _locate("/gone/elsewhere/models/tiny-mistral", "base") == tiny_model_path
     with pytest.raises(ModelLoadError, match="model not found: /gone/models/x"):
@@ -173,8 +173,8 @@ def test_missing_embedded_cache_path_is_rebuilt_here(tiny_model_path):
 
 
 def test_as_record_accepts_every_input_form(tmp_path):
-    from ethsft.inference import INSTRUCTION as INFER_INSTRUCTION
-    from ethsft.inference import as_record, read_inputs
+    from ethsft.inference.loading import INSTRUCTION as INFER_INSTRUCTION
+    from ethsft.inference.loading import as_record, read_inputs
 
     assert INFER_INSTRUCTION == INSTRUCTION
     tx = {"from": "0x" + "1" * 40, "to": "0x" + "2" * 40, "function": "transfer"}
@@ -193,7 +193,7 @@ def test_decoded_csv_rows_become_the_prepared_input(tmp_path):
     from ethsft.eth.prepare import prepare
     from ethsft.eth.synth import generate_rows, write_rows
 
-    from ethsft.inference import read_inputs
+    from ethsft.inference.loading import read_inputs
 
     csv_path = tmp_path / "decoded.csv"
     write_rows(csv_path, generate_rows(6, seed=2))
@@ -205,7 +205,7 @@ def test_decoded_csv_rows_become_the_prepared_input(tmp_path):
 def test_cli_evaluate_infer_merge(adapter_dir, small_dataset, tmp_path):
     from click.testing import CliRunner
 
-    from ethsft.eval_cli import evaluate, infer, merge
+    from ethsft.cli.evaluate import evaluate, infer, merge
 
     runner = CliRunner()
     result = runner.invoke(evaluate, ["--model", str(adapter_dir), "--dataset", str(small_dataset), "--limit", "2",
@@ -236,7 +236,7 @@ def test_cli_evaluate_infer_merge(adapter_dir, small_dataset, tmp_path):
 def test_training_logs_intent_metrics_and_keeps_the_best_by_them(small_dataset, tmp_path):
     """The wiring build_trainer needs: the mixin trainer class + attach(); metric_for_best_model names a metric."""
     from ethsft.evaluation.callback import attach, intent_sft_trainer
-    from ethsft.train import build_trainer
+    from ethsft.training.recipe import build_trainer
 
     out = tmp_path / "run"
     s = tiny_settings(small_dataset, out, "training.max_steps=4", "logging.eval_accuracy_samples=3",

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from ethsft.embedded import mistral_tokenizer_source
-from ethsft.formatting import render, to_messages, to_prompt_completion, to_text
+from ethsft.model.embedded import mistral_tokenizer_source
+from ethsft.data.formatting import render, to_messages, to_prompt_completion, to_text
 
 RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
           "input": ' {"to":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"0"} ',

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ethsft import graphs
+from ethsft.fastpath.prepare import graphs
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "training_config.yaml"
 
@@ -73,7 +73,7 @@ def test_chunked_nll_equals_full_cross_entropy():
 def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
     """A real packed batch from the fast path's trainer: TRL's ``compute_loss`` on it, and ``PackedLoss`` on the
     same batch padded by 37 tokens, give the same loss and the same LoRA gradients."""
-    from ethsft import bench
+    from ethsft.experiments import bench
 
     dataset = bench.prepare_data(tmp_path, 24)
     knobs = dict(bench.MODES["b"], base="b", rows=1024, ckpt="none")
@@ -105,7 +105,7 @@ def test_padded_row_gives_trls_loss_and_lora_grads(tmp_path, ethsft_cache):
 
 
 def test_cuda_graphs_need_the_fast_path_and_packing():
-    from ethsft.config import ConfigError, load_settings
+    from ethsft.config.schema import ConfigError, load_settings
 
     assert load_settings(PRESET).optimization.cuda_graphs  # the 12GB preset graphs its rows
     with pytest.raises(ConfigError) as err:

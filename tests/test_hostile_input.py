@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import INSTRUCTION, REPO, tiny_settings, write_split
-from ethsft.config import ConfigError, load_settings
-from ethsft.data import DataError, read_records, tokenize_split
+from ethsft.config.schema import ConfigError, load_settings
+from ethsft.data.records import DataError, read_records, tokenize_split
 
 GOOD = {"instruction": INSTRUCTION, "input": '{"function":"transfer"}', "output": '{"action":"transfer"}'}
 
@@ -81,8 +81,8 @@ def test_overlong_samples_are_counted_and_truncated_or_dropped_never_silently(to
 
 
 def test_overlong_count_reaches_the_run_log_and_summary(small_dataset, tmp_path):
-    from ethsft.modeling import load_tokenizer
-    from ethsft.train import build_trainer
+    from ethsft.model.loading import load_tokenizer
+    from ethsft.training.recipe import build_trainer
 
     out = tmp_path / "out"
     records = read_records(small_dataset / "train.jsonl")
@@ -106,7 +106,7 @@ def _no_template_tokenizer(tiny_model_path: str, target: Path) -> Path:
 
 
 def test_tokenizer_without_chat_template(tiny_model_path, tmp_path, capsys):
-    from ethsft.modeling import load_tokenizer
+    from ethsft.model.loading import load_tokenizer
 
     source = str(_no_template_tokenizer(tiny_model_path, tmp_path / "tok"))
     with pytest.raises(ConfigError) as e:  # none: the tokenizer's own template or nothing
@@ -129,7 +129,7 @@ def test_tokenizer_without_chat_template(tiny_model_path, tmp_path, capsys):
 def test_base_model_path_that_does_not_exist(small_dataset, tmp_path):
     from click.testing import CliRunner
 
-    from ethsft.train import main
+    from ethsft.training.recipe import main
 
     missing = tmp_path / "no-such-model"
     result = CliRunner().invoke(main, ["--config", str(REPO / "configs" / "tiny_cpu.yaml"), "--dataset",
@@ -142,7 +142,7 @@ def test_base_model_path_that_does_not_exist(small_dataset, tmp_path):
 def test_malformed_dataset_fails_the_cli_with_file_and_line(small_dataset, tmp_path):
     from click.testing import CliRunner
 
-    from ethsft.train import main
+    from ethsft.training.recipe import main
 
     bad = small_dataset / "validation.jsonl"
     bad.write_text(bad.read_text() + "not json\n", encoding="utf-8")
@@ -173,8 +173,8 @@ def foreign_adapter(tmp_path_factory):
 
 
 def test_adapter_from_another_base_at_evaluate_and_merge_time(foreign_adapter, tiny_model_path, tmp_path):
-    from ethsft.inference import ModelLoadError, load_for_inference
-    from ethsft.merge import merge_adapter
+    from ethsft.inference.loading import ModelLoadError, load_for_inference
+    from ethsft.inference.merge import merge_adapter
 
     adapter, other = foreign_adapter
     named = (f"adapter {adapter} was trained on base model {other}, but --base-model is {tiny_model_path}; leave "

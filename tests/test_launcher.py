@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ethsft.launcher import accelerate_command, strip_launch_flags
+from ethsft.training.launcher import accelerate_command, strip_launch_flags
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -73,7 +73,7 @@ def test_compiled_linear_keeps_only_the_4bit_weight(monkeypatch):
     import torch._dynamo
     import torch._functorch.config
 
-    from ethsft import fastpath
+    from ethsft.fastpath.prepare import prepare as fastpath
 
     # compile_settings changes process-wide settings: put them back after this test
     monkeypatch.setattr(torch._functorch.config, "cse", torch._functorch.config.cse)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ethsft import fastpath
+from ethsft.fastpath.prepare import prepare as fastpath
 
 LENGTHS = [37, 5, 64, 18, 29]
 

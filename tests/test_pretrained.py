@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 import pytest
 
-from ethsft import embedded, pretrained
-from ethsft.config import load_settings
-from ethsft.demo import OFFLINE_CONFIG, REPO_CONFIG, base_model_settings
+from ethsft.model import embedded
+
+from ethsft.model import pretrained
+from ethsft.config.schema import load_settings
+from ethsft.experiments.demo import OFFLINE_CONFIG, REPO_CONFIG, base_model_settings
 
 
 @pytest.fixture

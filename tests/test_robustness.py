@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl
 
 from conftest import REPO, tiny_settings
-from ethsft.config import ConfigError
+from ethsft.config.schema import ConfigError
 
 # One schedule for every run compared here: 8 steps of 4 samples (2 epochs of 16), a checkpoint every 2 steps.
 COMMON = ["training.num_train_epochs=1", "training.per_device_train_batch_size=4", "logging.logging_steps=1",
@@ -56,7 +56,7 @@ def reference(tmp_path_factory):
     from conftest import make_record, write_split
     import random
 
-    from ethsft.train import run
+    from ethsft.training.recipe import run
 
     root = tmp_path_factory.mktemp("robust")
     rng = random.Random(0)
@@ -101,7 +101,7 @@ def wait_for(predicate, proc, what, timeout=180):
 
 def resume_and_compare(reference, out: Path, stopped_at: int) -> dict:
     """Resume ``out`` with 'latest' in this process; the steps it runs must continue and match the reference."""
-    from ethsft.train import run
+    from ethsft.training.recipe import run
 
     counter = StepCounter()
     summary = run(tiny_settings(reference.data, out, *COMMON), "latest", callbacks=[counter])
@@ -122,7 +122,7 @@ def test_kill9_mid_run_then_resume_latest_continues_with_same_losses(reference, 
     assert proc.wait(timeout=30) == -signal.SIGKILL, log.read_text()[-3000:]
     assert not (out / "run_summary.json").exists()
 
-    from ethsft.outputs import complete_checkpoints
+    from ethsft.training.outputs import complete_checkpoints
 
     # whatever the kill interrupted, every checkpoint-N folder is complete (half-written ones are .tmp-...)
     folders = sorted(p.name for p in out.glob("checkpoint-*"))
@@ -161,7 +161,7 @@ def test_sigterm_finishes_the_step_saves_a_checkpoint_and_exits_143(reference, t
 
 
 def test_second_signal_exits_at_once_and_a_stop_saves_at_step_end():
-    from ethsft.guards import StopGuard
+    from ethsft.training.guards import StopGuard
 
     exits, lines = [], []
     guard = StopGuard(exit_fn=exits.append, stream=SimpleNamespace(write=lines.append, flush=lambda: None))
@@ -183,8 +183,8 @@ def test_second_signal_exits_at_once_and_a_stop_saves_at_step_end():
 
 
 def test_a_save_cut_off_midway_leaves_no_checkpoint_that_looks_usable(small_dataset, tmp_path):
-    from ethsft.outputs import find_resume_checkpoint
-    from ethsft.train import build_trainer
+    from ethsft.training.outputs import find_resume_checkpoint
+    from ethsft.training.recipe import build_trainer
 
     out = tmp_path / "cut"
     trainer = build_trainer(tiny_settings(small_dataset, out, "training.max_steps=2", "logging.save_steps=1",
@@ -214,8 +214,8 @@ def test_a_save_cut_off_midway_leaves_no_checkpoint_that_looks_usable(small_data
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_path, monkeypatch):
     from trl import SFTTrainer
 
-    from ethsft.guards import TrainingStopped
-    from ethsft.train import run
+    from ethsft.training.guards import TrainingStopped
+    from ethsft.training.recipe import run
 
     real = SFTTrainer.compute_loss
 
@@ -241,7 +241,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
 
 
 def test_overfitting_warning_names_early_stopping_and_fewer_epochs():
-    from ethsft.guards import OverfitWarning
+    from ethsft.training.guards import OverfitWarning
 
     said = []
     warn = OverfitWarning(said.append)
@@ -265,9 +265,9 @@ def test_overfitting_warning_names_early_stopping_and_fewer_epochs():
 
 
 def test_cuda_oom_says_the_next_setting_in_the_guides_order_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    from ethsft import train as train_mod
-    from ethsft.config import load_settings
-    from ethsft.guards import TrainingStopped, oom_advice
+    from ethsft.training import recipe as train_mod
+    from ethsft.config.schema import load_settings
+    from ethsft.training.guards import TrainingStopped, oom_advice
 
     out = tmp_path / "oom"
     (out / "checkpoint-6").mkdir(parents=True)
@@ -325,8 +325,8 @@ def test_gated_or_missing_hub_model_names_login_or_the_model_id(status, kind, ex
     import huggingface_hub.errors as hub_errors
     from transformers import AutoTokenizer
 
-    from ethsft.config import load_settings
-    from ethsft.modeling import load_tokenizer
+    from ethsft.config.schema import load_settings
+    from ethsft.model.loading import load_tokenizer
 
     model_id = "mistralai/Mistral-7B-Instruct-v0.2"
 
@@ -345,8 +345,8 @@ def test_gated_or_missing_hub_model_names_login_or_the_model_id(status, kind, ex
 def test_too_little_disk_for_the_model_is_said_before_the_download(small_dataset, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    from ethsft import hub
-    from ethsft.train import build_trainer
+    from ethsft.model import hub
+    from ethsft.training.recipe import build_trainer
 
     monkeypatch.setattr(hub, "is_cached", lambda *a: False)
     monkeypatch.setattr(hub, "download_size", lambda *a: int(14.5 * 2**30))
@@ -365,9 +365,9 @@ def test_remote_code_off_weights_from_safetensors_and_secrets_redacted_in_dry_ru
     from click.testing import CliRunner
     from transformers import AutoModelForCausalLM
 
-    from ethsft.config import Settings, load_settings
-    from ethsft.modeling import load_model
-    from ethsft.train import main
+    from ethsft.config.schema import Settings, load_settings
+    from ethsft.model.loading import load_model
+    from ethsft.training.recipe import main
 
     assert Settings().model.trust_remote_code is False
     seen = {}

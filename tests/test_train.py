@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import tiny_settings
-from ethsft.config import ConfigError
+from ethsft.config.schema import ConfigError
 
 
 def test_steps_change_lora_weights_and_leave_base_weights_alone(small_dataset, tmp_path):
-    from ethsft.train import build_trainer
+    from ethsft.training.recipe import build_trainer
 
     prepared = build_trainer(tiny_settings(small_dataset, tmp_path / "out", "training.max_steps=3"))
     trainer = prepared.trainer
@@ -28,7 +28,7 @@ def test_steps_change_lora_weights_and_leave_base_weights_alone(small_dataset, t
 
 
 def test_batches_mask_prompt_and_padding_and_train_eos(small_dataset, tmp_path, tokenizer):
-    from ethsft.train import build_trainer
+    from ethsft.training.recipe import build_trainer
 
     trainer = build_trainer(tiny_settings(small_dataset, tmp_path / "out")).trainer
     batch = next(iter(trainer.get_train_dataloader()))
@@ -44,7 +44,7 @@ def test_batches_mask_prompt_and_padding_and_train_eos(small_dataset, tmp_path, 
 
 
 def test_run_writes_adapter_logs_summary_and_plot(small_dataset, tmp_path):
-    from ethsft.train import run
+    from ethsft.training.recipe import run
 
     out = tmp_path / "run"
     summary = run(tiny_settings(small_dataset, out))

@@ -8,15 +8,15 @@ import optuna
 import pytest
 
 from conftest import tiny_settings
-from ethsft.config import load_settings
-from ethsft.tune import _pruning_callback, apply_params, tune
+from ethsft.config.schema import load_settings
+from ethsft.experiments.tune import _pruning_callback, apply_params, tune
 
 FAST = ("training.max_steps=2", "logging.save_strategy=no", "logging.load_best_model_at_end=false",
         "logging.eval_steps=1")
 
 
 def test_tune_three_trials_resumes_and_its_best_yaml_trains(small_dataset, tmp_path):
-    from ethsft.train import run
+    from ethsft.training.recipe import run
 
     base = tiny_settings(small_dataset, tmp_path / "unused", *FAST)
     out = tmp_path / "study"
@@ -96,7 +96,7 @@ def test_apply_params_keeps_the_alpha_ratio(small_dataset, tmp_path):
 
 def test_tensorboard_logs_under_output_logs(small_dataset, tmp_path):
     pytest.importorskip("tensorboard")
-    from ethsft.train import run
+    from ethsft.training.recipe import run
 
     out = tmp_path / "tb-run"
     s = tiny_settings(small_dataset, out, "training.max_steps=2", "logging.save_strategy=no",

@@ -47,9 +47,9 @@ from __future__ import annotations
 
 import json
 
-from .errors import RowError
-from .registry import WETH, ZERO_ADDRESS, eth, eth_obj, human, nfts, token_obj, tokens
-from .tx import Tx, nft_standard, normalize, v3_path
+from ethsft.eth.errors import RowError
+from ethsft.eth.registry import WETH, ZERO_ADDRESS, eth, eth_obj, human, nfts, token_obj, tokens
+from ethsft.eth.tx import Tx, nft_standard, normalize, v3_path
 
 ACTIONS = (
     "transfer", "approve", "swap", "wrap", "unwrap", "nft_transfer",

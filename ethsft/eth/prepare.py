@@ -45,9 +45,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DataError, RowError
-from .intent import ACTIONS, label
-from .tx import REQUIRED, model_input, normalize
+from ethsft.eth.errors import DataError, RowError
+from ethsft.eth.intent import ACTIONS, label
+from ethsft.eth.tx import REQUIRED, model_input, normalize
 
 INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"
 SPLITS = ("train", "validation", "test")

@@ -31,9 +31,9 @@ from typing import Iterable, Iterator
 import eth_abi
 from eth_utils import function_signature_to_4byte_selector
 
-from .abi import by_name, render
-from .registry import WETH, _data
-from .tx import COLUMNS
+from ethsft.eth.abi import by_name, render
+from ethsft.eth.registry import WETH, _data
+from ethsft.eth.tx import COLUMNS
 
 V2_ROUTER = "0x7a250d5630b4cf539739df2c5dacb4c659f2488d"
 V3_ROUTER = "0xe592427a0aece92de3edee1f18e0157c05861564"
@@ -635,7 +635,7 @@ class _Gen:
 
 
 def _known_selectors():
-    from .abi import functions
+    from ethsft.eth.abi import functions
 
     return functions()
 

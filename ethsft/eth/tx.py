@@ -12,9 +12,9 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
-from .abi import Function, functions, render
-from .errors import RowError
-from .registry import eth, nfts
+from ethsft.eth.abi import Function, functions, render
+from ethsft.eth.errors import RowError
+from ethsft.eth.registry import eth, nfts
 
 REQUIRED = ("hash", "block_number", "from_address", "to_address", "value", "input", "receipt_status")
 OPTIONAL = (

@@ -19,8 +19,8 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from .generation import answer_budget, generate_texts
-from .metrics import compute_metrics, headline, parse_intent
+from ethsft.evaluation.generation import answer_budget, generate_texts
+from ethsft.evaluation.metrics import compute_metrics, headline, parse_intent
 
 
 class IntentEvaluator:
@@ -60,7 +60,7 @@ class IntentEvaluator:
         return headline(self.last_metrics)
 
     def _messages(self, i: int):
-        from ..formatting import prompt_messages
+        from ethsft.data.formatting import prompt_messages
 
         return prompt_messages(self.records[i], self.system_prompt)
 

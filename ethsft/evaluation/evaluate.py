@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..data import DataError, read_records
-from ..formatting import prompt_messages
-from .generation import answer_budget, generate_texts
-from .metrics import compute_metrics, format_table, parse_intent, score
+from ethsft.data.records import DataError, read_records
+from ethsft.data.formatting import prompt_messages
+from ethsft.evaluation.generation import answer_budget, generate_texts
+from ethsft.evaluation.metrics import compute_metrics, format_table, parse_intent, score
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
@@ -72,7 +72,7 @@ def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], b
     """Load ``model_dir_or_adapter`` (adapter dir, merged dir, hub id, ``embedded:...``, or a ``LoadedModel``),
     generate on ``records`` (list, JSONL file, or dataset dir -> test.jsonl) and return the metrics dict;
     with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference."""
-    from ..inference import LoadedModel, load_for_inference
+    from ethsft.inference.loading import LoadedModel, load_for_inference
 
     loaded = (model_dir_or_adapter if isinstance(model_dir_or_adapter, LoadedModel)
               else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model,

@@ -7,8 +7,8 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from ethsft.eth.cli import prepare as prepare_cmd
-from ethsft.eth.cli import synth as synth_cmd
+from ethsft.cli.data import prepare as prepare_cmd
+from ethsft.cli.data import synth as synth_cmd
 from ethsft.eth.errors import DataError
 from ethsft.eth.intent import ACTIONS, dumps
 from ethsft.eth.prepare import INSTRUCTION, SPLITS, prepare, split_of

@@ -18,9 +18,9 @@ import click
               help="Report prompt/completion lengths in Mistral tokens (sample of 2000 records).")
 def prepare(input_path, output_dir, split, seed, progress, token_stats):
     """Turn transactions into an instruction dataset (train/validation/test.jsonl)."""
-    from .errors import DataError
-    from .prepare import check_split, format_summary
-    from .prepare import prepare as run
+    from ethsft.eth.errors import DataError
+    from ethsft.eth.prepare import check_split, format_summary
+    from ethsft.eth.prepare import prepare as run
 
     try:
         check_split(split)
@@ -51,7 +51,7 @@ def synth(rows, output, seed, mix):
     if ext not in (".csv", ".jsonl", ".parquet"):
         raise click.BadParameter(f"unsupported format {ext or '(none)'!r} (use .csv, .jsonl or .parquet)",
                                  param_hint="--output")
-    from .synth import generate_rows, write_rows
+    from ethsft.eth.synth import generate_rows, write_rows
 
     n = write_rows(output, generate_rows(rows, seed, mix))
     click.echo(f"wrote {n} rows to {output}")

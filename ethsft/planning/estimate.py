@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, Settings
+from ethsft.config.schema import ConfigError, Settings
 
 GiB = 2**30
 
@@ -180,7 +180,7 @@ def shape_from_config(config: dict, name: str, source: str) -> ModelShape:
 
 def model_shape(s: Settings) -> ModelShape:
     """The base model's shape, without loading weights: embedded shape, local config.json, built-in table, hub."""
-    from . import embedded
+    from ethsft.model import embedded
 
     name = s.model.base_model
     if embedded.is_embedded(name):
@@ -390,7 +390,7 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     o = s.optimization
     if o.fast_path and o.vram_budget_gib and o.gradient_checkpointing:
         # the fast path leaves layers uncheckpointed while the measured peak stays under budget - margin
-        from .fastpath import FIT_MARGIN_GIB
+        from ethsft.fastpath.prepare import FIT_MARGIN_GIB
 
         every_layer = (tokens * shape.layers * layer + tokens * MODEL_IO_HIDDEN_BYTES * shape.hidden) / GiB
         room = o.vram_budget_gib - FIT_MARGIN_GIB - (sum(parts.values()) - parts["activations"])
@@ -571,13 +571,13 @@ class DatasetStats:
 
 def load_counting_tokenizer(s: Settings, shape: ModelShape):
     """The model's tokenizer with the chat template training uses; offline, the embedded Mistral tokenizer."""
-    from .modeling import load_tokenizer
+    from ethsft.model.loading import load_tokenizer
 
     try:
         return load_tokenizer(s), s.model.base_model, True, None
     except Exception as e:
-        from .embedded import build_tokenizer
-        from .formatting import load_template
+        from ethsft.model.embedded import build_tokenizer
+        from ethsft.data.formatting import load_template
 
         tok = build_tokenizer()
         if s.model.chat_template not in ("auto", "mistral") and Path(s.model.chat_template).is_file():
@@ -593,8 +593,8 @@ def load_counting_tokenizer(s: Settings, shape: ModelShape):
 
 def dataset_stats(s: Settings, dataset_dir: str | Path | None = None, tokenizer=None) -> DatasetStats:
     """Token counts of every split under ``dataset_dir`` (default data.dataset_dir), as training renders them."""
-    from .data import read_records, split_paths
-    from .formatting import render
+    from ethsft.data.records import read_records, split_paths
+    from ethsft.data.formatting import render
 
     notes: list[str] = []
     exact, tok_name = True, s.model.base_model
@@ -795,7 +795,6 @@ def format_sets(changes: dict) -> str:
     return " ".join(f"--set {k}={val(v)}" for k, v in changes.items())
 
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 _PRESET_KEYS = ("model.base_model", "lora.r", "lora.target_modules", "data.max_length", "data.packing",
                 "training.per_device_train_batch_size", "optimization.gradient_checkpointing")
 
@@ -803,7 +802,8 @@ _PRESET_KEYS = ("model.base_model", "lora.r", "lora.target_modules", "data.max_l
 def preset_for(gpu: GPU, s: Settings | None = None, stats: DatasetStats | None = None) -> str | None:
     """The guide's preset for a card of this size (the largest class it holds) when it differs from ``s`` and
     fits by this model; None otherwise."""
-    from .config import load_settings
+    from ethsft.config import presets
+    from ethsft.config.schema import load_settings
 
     best = None
     for path, gb in PRESETS:
@@ -811,9 +811,9 @@ def preset_for(gpu: GPU, s: Settings | None = None, stats: DatasetStats | None =
             best = path
     if best is None:
         return None
-    if s is not None and (REPO_CONFIGS.parent / best).is_file():
+    if s is not None and presets.config(Path(best).name).is_file():
         try:
-            p = load_settings(REPO_CONFIGS.parent / best)
+            p = load_settings(presets.config(Path(best).name))
         except ConfigError:
             return None
 
@@ -855,7 +855,7 @@ def fit_verdict(s: Settings, gpu: GPU, est: RunEstimate) -> str:
 
 
 def fmt_s(seconds: float) -> str:
-    from .reporting import fmt_duration
+    from ethsft.training.reporting import fmt_duration
 
     return fmt_duration(seconds) if seconds >= 1 else f"{seconds:.2f}s"
 

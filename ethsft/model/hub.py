@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import ConfigError
+from ethsft.config.schema import ConfigError
 
 GiB = 2**30
 DISK_MARGIN = 1.10  # the download plus 10% (temporary .incomplete files, tokenizer, configs)

@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from ethsft.config import presets
+
 GIB = 2**30
 
 MODES = {
@@ -74,8 +75,8 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
 
 # --------------------------------------------------------------------------------------------------------------
 def prepare_data(root: Path, samples: int, seed: int = 0) -> Path:
-    from .eth.prepare import prepare
-    from .eth.synth import generate_rows, write_rows
+    from ethsft.eth.prepare import prepare
+    from ethsft.eth.synth import generate_rows, write_rows
 
     out = root / "datasets"
     if (out / "train.jsonl").exists():
@@ -88,7 +89,7 @@ def prepare_data(root: Path, samples: int, seed: int = 0) -> Path:
 
 def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: int, vram: float,
                   sets: tuple[str, ...] = ()):
-    from .config import load_settings
+    from ethsft.config.schema import load_settings
 
     cuda = _cuda()
     liger = _liger_on(knobs)
@@ -118,7 +119,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     if not cuda:
         overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
                           "optimization.bf16": False})
-    return load_settings(REPO / "configs" / "training_config.yaml", overrides, list(sets))
+    return load_settings(presets.config("training_config.yaml"), overrides, list(sets))
 
 
 def _cuda() -> bool:
@@ -128,7 +129,7 @@ def _cuda() -> bool:
 
 
 def _liger_on(knobs) -> bool:
-    from .fastpath import liger_available
+    from ethsft.fastpath.prepare import liger_available
 
     v = str(knobs.get("liger", "0"))
     return liger_available() and _cuda() if v == "auto" else v in ("1", "true", "True")
@@ -138,8 +139,10 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
                sets: tuple[str, ...] = ()):
     """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan).
     ``sets``: further ``section.key=value`` overrides (``--set``)."""
-    from . import fastpath, hf_args, modeling
-    from .train import build_trainer
+    from ethsft.fastpath.prepare import prepare as fastpath
+    from ethsft.config.schema import hf as hf_args
+    from ethsft.model import loading as modeling
+    from ethsft.training.recipe import build_trainer
 
     vram = float(knobs.get("vram", vram))
     ethsft_path = knobs["path"] == "ethsft"
@@ -274,7 +277,7 @@ def peak_tflops(device: str | None, given: float | None) -> float | None:
 def run_bench(shape: str = "mistral-7b", modes: str = "a,a',b", vram: float = 12.0, warmup: int = 2, steps: int = 6,
               samples: int = 2000, out: str | None = None, isolate: bool | None = None, mode_timeout: int = 180,
               peak: float | None = None, echo=print) -> dict:
-    from .embedded import resolve
+    from ethsft.model.embedded import resolve
 
     parsed = parse_modes(modes)
     isolate = _cuda() if isolate is None else isolate
@@ -386,7 +389,7 @@ def _run_child(name, knobs, shape, dataset, warmup, steps, vram, work, timeout) 
     job = dict(name=name, knobs=knobs, shape=shape, dataset=str(dataset), warmup=warmup, steps=steps, vram=vram,
                work=str(work), result=str(result))
     try:
-        proc = subprocess.run([sys.executable, "-m", "ethsft.bench", json.dumps(job)], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "ethsft.experiments.bench", json.dumps(job)], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     except subprocess.TimeoutExpired as e:
         tail = (e.stderr or b"")[-1500:] if isinstance(e.stderr, bytes) else (e.stderr or "")[-1500:]

@@ -331,7 +331,7 @@ def oom_message(s, checkpoint: str | None, step: int | None) -> str:
 
 
 def last_complete_checkpoint(out: Path) -> str | None:
-    from .outputs import complete_checkpoints
+    from ethsft.training.outputs import complete_checkpoints
 
     found = complete_checkpoints(Path(out))
     return str(found[-1]) if found else None

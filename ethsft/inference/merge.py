@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .inference import ModelLoadError, adapter_base, check_adapter_fits, is_adapter_dir, training_settings
+from ethsft.inference.loading import ModelLoadError, adapter_base, check_adapter_fits, is_adapter_dir, training_settings
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
@@ -28,8 +28,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from .config import Settings
-    from .inference import load_tokenizer_for
+    from ethsft.config.schema import Settings
+    from ethsft.inference.loading import load_tokenizer_for
 
     adapter_dir, output = Path(adapter_dir), Path(output_dir)
     if not is_adapter_dir(adapter_dir):

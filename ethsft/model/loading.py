@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from . import embedded
-from .config import ConfigError, Settings, notice
-from .formatting import load_template
-from .hf_args import Precision, bnb_config, resolve_precision
+from ethsft.model import embedded
+from ethsft.config.schema import ConfigError, Settings, notice
+from ethsft.data.formatting import load_template
+from ethsft.config.hf import Precision, bnb_config, resolve_precision
 
 
 def model_source(s: Settings) -> str:
@@ -28,7 +28,7 @@ def _from_hub(load, source: str, **kwargs):
     try:
         return load(source, **kwargs)
     except (OSError, ValueError) as e:
-        from .hub import explain_hub_error
+        from ethsft.model.hub import explain_hub_error
 
         err = None if Path(source).exists() else explain_hub_error(e, source)
         if err is not None:

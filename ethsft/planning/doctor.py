@@ -18,14 +18,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from ethsft.config.hf import TRACKERS, usable_report_to  # noqa: F401  (doctor reports them)
+from ethsft.config.schema import Settings
 
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "info": "·"}
 MIN_PYTHON = (3, 10)
 
 # report_to value -> (module that must import, pip extra)
-TRACKERS = {"tensorboard": ("tensorboard", "ethsft[tensorboard]"), "wandb": ("wandb", "ethsft[wandb]"),
-            "mlflow": ("mlflow", "ethsft[mlflow]")}
 
 
 @dataclass
@@ -50,24 +49,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def usable_report_to(report_to) -> tuple[list[str], list[str]]:
-    """``logging.report_to`` without the trackers that are not installed, and one notice per dropped one.
-
-    A run never fails for a missing tracker: it trains without it and says how to install it."""
-    wanted = report_to if isinstance(report_to, list) else [report_to]
-    kept, notes = [], []
-    for name in wanted:
-        if name in (None, "none"):
-            continue
-        module, extra = TRACKERS.get(name, (name, None))
-        if _installed(module):
-            kept.append(name)
-        else:
-            how = f"pip install '{extra}'" if extra else f"install {name}"
-            notes.append(f"logging.report_to: {name} is not installed; training without it ({how} to track with it)")
-    return kept, notes
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -216,7 +197,7 @@ def _gb(n: float) -> str:
 
 
 def check_disk(s: Settings, model_bytes: float | None) -> Check:
-    from . import embedded
+    from ethsft.model import embedded
 
     name = s.model.base_model
     if embedded.is_embedded(name):
@@ -274,8 +255,8 @@ def check_config(s: Settings, label: str) -> list[Check]:
     """The config's predicted peak VRAM against this machine's GPU: fits, or what to change."""
     import torch
 
-    from . import embedded
-    from .estimate import GPUS, detect_gpu, estimate_run, fit_verdict, model_shape
+    from ethsft.model import embedded
+    from ethsft.planning.estimate import GPUS, detect_gpu, estimate_run, fit_verdict, model_shape
 
     try:
         shape = model_shape(s)
@@ -315,7 +296,7 @@ def run_checks(settings: Settings | None = None, label: str = "") -> list[Check]
     model_bytes = None
     if settings is not None:
         try:
-            from .estimate import model_shape
+            from ethsft.planning.estimate import model_shape
 
             model_bytes = model_shape(settings).total_params * 2
         except Exception:

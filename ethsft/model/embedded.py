@@ -55,7 +55,7 @@ def is_embedded(name: str) -> bool:
 
 def names() -> list[str]:
     """Every ``embedded:`` name: the random-weight shapes and the real pretrained models."""
-    from .pretrained import MODELS
+    from ethsft.model.pretrained import MODELS
 
     return [EMBEDDED_PREFIX + s for s in (*SHAPES, *MODELS)]
 
@@ -63,7 +63,7 @@ def names() -> list[str]:
 def resolve(name: str) -> str:
     """Path for ``embedded:<shape>`` or ``embedded:<pretrained>`` (built once, then cached); any other name is
     returned as is."""
-    from . import pretrained
+    from ethsft.model import pretrained
 
     if not is_embedded(name):
         return name
@@ -134,7 +134,7 @@ def build_tokenizer(target: Path | None = None):
 def _convert_tokenizer(out: str) -> None:
     from transformers import LlamaTokenizer
 
-    from .formatting import load_template
+    from ethsft.data.formatting import load_template
 
     with tempfile.TemporaryDirectory() as src:
         shutil.copy(mistral_tokenizer_source(), Path(src) / "tokenizer.model")

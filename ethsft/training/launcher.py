@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from ethsft.config import presets
+
 LAUNCH_FILES = {"ddp": "ddp.yaml", "zero2": "zero2.yaml", "zero3": "zero3.yaml"}
 
 
@@ -29,12 +30,9 @@ def accelerate_command(num_processes: int, deepspeed: str | None, train_args: li
         name = deepspeed or "ddp"
         if name not in LAUNCH_FILES:
             raise ValueError(f"--deepspeed {name!r}: choose zero2, zero3, ddp (no DeepSpeed), or a DeepSpeed JSON path")
-        config = REPO / "launch" / LAUNCH_FILES[name]
-        if not config.is_file():
-            raise FileNotFoundError(f"{config} not found: run from an ethsft checkout, or pass a DeepSpeed JSON path")
-        launch = ["--config_file", str(config)]
+        launch = ["--config_file", str(presets.launch_file(LAUNCH_FILES[name]))]
         if name != "ddp":  # the launch file names its JSON relative to the repo; from elsewhere it must be absolute
-            launch += ["--deepspeed_config_file", str(REPO / "deepspeed" / f"{name}.json")]
+            launch += ["--deepspeed_config_file", str(presets.deepspeed_file(f"{name}.json"))]
     return [*head, *launch, "--num_processes", str(num_processes), "-m", "ethsft.train", *train_args]
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError
-from .data import DataError
+from ethsft.config.schema import ConfigError
+from ethsft.data.records import DataError
 
 _ERRORS = (ConfigError, DataError, ValueError, OSError)
 
@@ -48,8 +48,8 @@ def default_output(model: str, dataset: str) -> Path:
                                              "[default: <model dir>/eval-<dataset name>].")
 def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_tokens, limit, system_prompt, output):
     """Greedy-generate on a dataset and score the intents field by field."""
-    from .evaluation.evaluate import evaluate_model
-    from .evaluation.metrics import format_table
+    from ethsft.evaluation.evaluate import evaluate_model
+    from ethsft.evaluation.metrics import format_table
 
     out = Path(output) if output else default_output(model, dataset)
     try:
@@ -78,7 +78,7 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
           output):
     """Extract intents: TRANSACTIONS are JSON strings (a transaction, its model input, or a decoded.csv row as
     JSON); '-' reads JSON lines from stdin. Prints one JSON line per transaction: {"input", "intent", "raw"}."""
-    from .inference import as_record, load_for_inference, predict, read_inputs
+    from ethsft.inference.loading import as_record, load_for_inference, predict, read_inputs
 
     try:
         records = []
@@ -115,7 +115,7 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 def merge(adapter, output, dtype, base_model, overwrite):
     """Merge a LoRA adapter into its (un-quantized) base: a standalone model for vLLM / from_pretrained."""
-    from .merge import merge_adapter
+    from ethsft.inference.merge import merge_adapter
 
     try:
         out = merge_adapter(adapter, output, dtype, base_model, overwrite)

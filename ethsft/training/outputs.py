@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import ConfigError
-from .reporting import SUMMARY_FILE
+from ethsft.config.schema import ConfigError
+from ethsft.training.reporting import SUMMARY_FILE
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last in a checkpoint: a folder without it was cut off mid-save.

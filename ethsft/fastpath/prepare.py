@@ -511,7 +511,7 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     done = dict(getattr(base, "ethsft_prepared", {}))  # what prepare_model did at load
     graph_rows = graph_rows if torch.cuda.is_available() else None
     if graph_rows:  # decided first: graphs change how dropout masks and 4-bit weights are handled below
-        from .graphs import unsupported
+        from ethsft.fastpath.graphs import unsupported
 
         deepspeed = bool(getattr(trainer, "is_deepspeed_enabled", False))
         reason = unsupported(trainer.model, trainer.args.world_size, deepspeed)
@@ -524,7 +524,7 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
         apply_liger_kernel(trainer.model, trainer.args.liger_kernel_config)
         done["liger_applied"] = True
     if compile or graph_rows:
-        from .nf4 import use_tensor_dequant
+        from ethsft.fastpath.nf4 import use_tensor_dequant
 
         # traced into the compiled layers, or compiled alone (one kernel per weight) under CUDA graphs
         done["tensor_dequant_linears"] = use_tensor_dequant(trainer.model)
@@ -536,7 +536,7 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     if graph_rows:
-        from .graphs import use_cuda_graphs
+        from ethsft.fastpath.graphs import use_cuda_graphs
 
         trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
         done["cuda_graph_rows"] = graph_rows

@@ -21,7 +21,7 @@ import click
 @click.option("--peak-tflops", type=float, default=None, help="Peak bf16 dense TFLOP/s (default: from the GPU name).")
 def main(model_shape, modes, vram, steps, warmup, samples, out, isolate, mode_timeout, peak_tflops):
     """Benchmark the guide's settings (a), TRL's best built-in setup (a') and ethsft's fast path (b)."""
-    from .bench import parse_modes, run_bench
+    from ethsft.experiments.bench import parse_modes, run_bench
 
     try:
         parse_modes(modes)

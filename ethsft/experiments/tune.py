@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, Settings, dump_yaml, notice
+from ethsft.config.schema import ConfigError, Settings, dump_yaml, notice
 
 STUDY_NAME = "ethsft-tune"
 LR_RANGE = (1e-5, 5e-4)
@@ -123,7 +123,7 @@ def make_objective(base: Settings, out: Path, objective: str):
     def run_trial(trial) -> float:
         import torch
 
-        from .train import build_trainer
+        from ethsft.training.recipe import build_trainer
 
         params = suggest_params(trial)
         trial_dir = out / f"trial-{trial.number:03d}"

@@ -22,7 +22,7 @@ REQUIRED_FIELDS = ("instruction", "input", "output")
 
 def load_template(name: str = "mistral_instruct") -> str:
     """The packaged Jinja chat template ``name`` (``mistral_instruct`` or ``mistral_instruct_training``)."""
-    return resources.files("ethsft.templates").joinpath(f"{name}.jinja").read_text(encoding="utf-8")
+    return resources.files("ethsft.data.templates").joinpath(f"{name}.jinja").read_text(encoding="utf-8")
 
 
 def user_text(record: dict[str, Any]) -> str:

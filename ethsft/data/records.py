@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formatting import REQUIRED_FIELDS, render
+from ethsft.data.formatting import REQUIRED_FIELDS, render
 
 SPLITS = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .config import ConfigError, load_settings
+from ethsft.config.schema import ConfigError, load_settings
 
 _config = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                        help="YAML config (as `ethsft train --config`).")
@@ -27,7 +27,7 @@ def _settings(config_path, sets, overrides=None):
 def doctor(config_path, sets):
     """Check Python, torch, CUDA, GPU, bitsandbytes 4-bit, kernels, DeepSpeed, disk, HF token, trackers;
     with --config, whether that run fits this GPU. Exit code 1 when something required is broken."""
-    from .doctor import exit_code, render, run_checks
+    from ethsft.planning.doctor import exit_code, render, run_checks
 
     settings = _settings(config_path, sets) if (config_path or sets) else None
     checks = run_checks(settings, config_path or "defaults")
@@ -48,8 +48,8 @@ def estimate(config_path, dataset, gpu, sets, as_json):
     """Token counts (the model's tokenizer), steps, predicted peak VRAM and wall time of a training run."""
     from pathlib import Path
 
-    from .data import DataError
-    from .estimate import dataset_stats, detect_gpu, estimate_run, model_shape, named_gpu, report, to_json
+    from ethsft.data.records import DataError
+    from ethsft.planning.estimate import dataset_stats, detect_gpu, estimate_run, model_shape, named_gpu, report, to_json
 
     s = _settings(config_path, sets, {"data.dataset_dir": dataset} if dataset else None)
     try:
@@ -86,8 +86,8 @@ def estimate(config_path, dataset, gpu, sets, as_json):
 @_sets
 def tune(config_path, dataset, output, num_trials, objective, seed, timeout, sets):
     """Optuna search over learning rate, LoRA rank, batch and dropout, with pruning; resumable."""
-    from .data import DataError
-    from .tune import tune as run_tune
+    from ethsft.data.records import DataError
+    from ethsft.experiments.tune import tune as run_tune
 
     s = _settings(config_path, sets, {"data.dataset_dir": dataset} if dataset else None)
     out = output or f"{s.training.output_dir.rstrip('/')}-tune"

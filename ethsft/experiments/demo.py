@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 import torch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-REPO_CONFIG = CONFIGS / "demo_cpu.yaml"
-OFFLINE_CONFIG = CONFIGS / "demo_cpu_random.yaml"
+from ethsft.config import presets
+
+REPO_CONFIG = presets.config("demo_cpu.yaml")
+OFFLINE_CONFIG = presets.config("demo_cpu_random.yaml")
 
 
 def banner(text: str) -> None:
@@ -26,9 +27,9 @@ def banner(text: str) -> None:
 def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple[str, ...]):
     """Settings whose base model is on this machine: fetched now if needed. Where it cannot be fetched and the
     config is the demo's own, the offline preset (random weights) stands in, said in one line."""
-    from .config import load_settings, notice
-    from .embedded import resolve
-    from .pretrained import FetchError
+    from ethsft.config.schema import load_settings, notice
+    from ethsft.model.embedded import resolve
+    from ethsft.model.pretrained import FetchError
 
     settings = load_settings(config, overrides, sets)
     try:
@@ -53,12 +54,12 @@ def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
 def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
     """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
-    from .eth.prepare import prepare
-    from .hf_args import resolve_precision
-    from .eth.synth import generate_rows, write_rows
-    from .evaluation import evaluate_model
-    from .evaluation.metrics import format_table
-    from .train import run
+    from ethsft.eth.prepare import prepare
+    from ethsft.config.hf import resolve_precision
+    from ethsft.eth.synth import generate_rows, write_rows
+    from ethsft.evaluation import evaluate_model
+    from ethsft.evaluation.metrics import format_table
+    from ethsft.training.recipe import run
 
     started = time.time()
     out = Path(output)

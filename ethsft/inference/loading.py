@@ -14,9 +14,9 @@ from typing import Any, Iterable, NamedTuple
 
 import torch
 
-from . import embedded
-from .config import ConfigError, Settings, apply_mapping, notice
-from .formatting import prompt_messages
+from ethsft.model import embedded
+from ethsft.config.schema import ConfigError, Settings, apply_mapping, notice
+from ethsft.data.formatting import prompt_messages
 
 INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # as ethsft.eth.prepare writes it
 ADAPTER_CONFIG = "adapter_config.json"
@@ -134,7 +134,7 @@ def default_dtype() -> torch.dtype:
 
 def load_tokenizer_for(path: str, fallback: str, settings: Settings):
     """The tokenizer saved beside the model/adapter (it carries the training chat template), else the base's."""
-    from .modeling import load_tokenizer
+    from ethsft.model.loading import load_tokenizer
 
     has_own = (Path(path) / "tokenizer_config.json").is_file() or (Path(path) / "tokenizer.json").is_file()
     tok = load_tokenizer(settings, path if has_own else fallback)
@@ -147,9 +147,9 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
     """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
     model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
     base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
-    from .fastpath import configure_runtime
-    from .hf_args import Precision
-    from .modeling import load_model
+    from ethsft.fastpath.prepare import configure_runtime
+    from ethsft.config.hf import Precision
+    from ethsft.model.loading import load_model
 
     configure_runtime()  # as training does: cuDNN SDPA off, on CPU freed memory kept in the heap
     path = str(path)
@@ -192,7 +192,7 @@ def _compact(value: Any) -> str:
 def prepare_row(row: dict) -> str:
     """A decoded.csv / ethereum-etl row -> the compact input JSON the model was trained on (ethsft.eth)."""
     try:
-        from .eth.tx import model_input, normalize
+        from ethsft.eth.tx import model_input, normalize
     except ImportError as e:
         raise ModelLoadError(f"raw transaction rows need the ethsft.eth package ({e}); pass a prepared input "
                              "(JSONL records with instruction/input) instead") from None
@@ -255,8 +255,8 @@ def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, 
             system_prompt: str | None = None, progress: bool = False) -> list[dict]:
     """``{"input", "intent", "raw"}`` per record: ``intent`` is the parsed JSON object, or None when ``raw``
     is not one. ``max_new_tokens`` bounds an answer (Mistral tokens; the longest intents take ~250)."""
-    from .evaluation.generation import generate_texts
-    from .evaluation.metrics import parse_intent
+    from ethsft.evaluation.generation import generate_texts
+    from ethsft.evaluation.metrics import parse_intent
 
     records = list(records)
     system = system_prompt if system_prompt is not None else loaded.system_prompt

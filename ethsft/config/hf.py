@@ -5,11 +5,33 @@ Kept free of model loading so ``--dry-run`` can print all three without touching
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import torch
 
-from .config import Settings, notice
+from ethsft.config.schema import Settings, notice
+
+TRACKERS = {"tensorboard": ("tensorboard", "ethsft[tensorboard]"), "wandb": ("wandb", "ethsft[wandb]"),
+            "mlflow": ("mlflow", "ethsft[mlflow]")}
+
+
+def usable_report_to(report_to) -> tuple[list[str], list[str]]:
+    """``logging.report_to`` without the trackers that are not installed, and one notice per dropped one.
+
+    A run never fails for a missing tracker: it trains without it and says how to install it."""
+    wanted = report_to if isinstance(report_to, list) else [report_to]
+    kept, notes = [], []
+    for name in wanted:
+        if name in (None, "none"):
+            continue
+        module, extra = TRACKERS.get(name, (name, None))
+        if importlib.util.find_spec(module) is not None:
+            kept.append(name)
+        else:
+            how = f"pip install '{extra}'" if extra else f"install {name}"
+            notes.append(f"logging.report_to: {name} is not installed; training without it ({how} to track with it)")
+    return kept, notes
 
 
 @dataclass
@@ -99,7 +121,6 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
 
     precision = precision or resolve_precision(s)
     t, lg, o, d = s.training, s.logging, s.optimization, s.data
-    from .doctor import usable_report_to
 
     report_to, tracker_notes = usable_report_to(lg.report_to)  # an uninstalled tracker is dropped, not fatal
     for note in tracker_notes:
@@ -162,7 +183,7 @@ def _run_name(output_dir: str) -> str:
 
 def describe(s: Settings) -> str:
     """The fully resolved settings, as ``--dry-run`` prints them."""
-    from .config import dump_yaml
+    from ethsft.config.schema import dump_yaml
 
     precision = resolve_precision(s)
     if precision.note:
@@ -195,7 +216,7 @@ def liger_on(s: Settings) -> bool:
     value = s.optimization.use_liger_kernel
     if value != "auto":
         return bool(value)
-    from .fastpath import liger_available
+    from ethsft.fastpath.prepare import liger_available
 
     return liger_available() and torch.cuda.is_available()
 

@@ -1,0 +1,410 @@
+"""QLoRA SFT entry point. One module for every launcher:
+
+    ethsft train --config configs/training_config.yaml --dataset data/datasets/ --output models/run1
+    python -m ethsft.train --config ...                                  # same flags
+    accelerate launch --config_file launch/zero2.yaml -m ethsft.train --config ...
+    deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config ...
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ethsft.config.schema import ConfigError, Settings, load_settings
+from ethsft.data.records import DataError
+from ethsft.training.guards import TrainingStopped
+from ethsft.training.reporting import LOG_FILE, PLOT_FILE, SUMMARY_FILE, ProgressBar, ProgressReporter, fmt_duration, say
+
+# Guide flag -> schema key. Everything else goes through --set section.key=value.
+FLAG_KEYS = {
+    "dataset": "data.dataset_dir",
+    "output": "training.output_dir",
+    "base_model": "model.base_model",
+    "num_epochs": "training.num_train_epochs",
+    "learning_rate": "training.learning_rate",
+    "batch_size": "training.per_device_train_batch_size",
+    "gradient_accumulation": "training.gradient_accumulation_steps",
+}
+
+
+def train_options(f):
+    """The guide's flags, shared by `ethsft train` and `python -m ethsft.train`."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="YAML config (sections model, lora, quantization, training, data, optimization, logging)."),
+        click.option("--dataset", default=None, help="Folder with train.jsonl, validation.jsonl[, test.jsonl]."),
+        click.option("--output", default=None, help="Output folder for checkpoints, adapter, logs."),
+        click.option("--base-model", default=None, help="Hub id or local path of the base model."),
+        click.option("--num-epochs", type=float, default=None),
+        click.option("--learning-rate", type=float, default=None),
+        click.option("--batch-size", type=int, default=None, help="Micro batch per device."),
+        click.option("--gradient-accumulation", type=int, default=None),
+        click.option("--resume-from-checkpoint", default=None,
+                     help="A checkpoint folder, or 'latest' for the newest complete one in --output."),
+        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override any config key, e.g. --set lora.r=32 (repeatable)."),
+        click.option("--overwrite", is_flag=True, help="Train into an output folder that holds a finished run."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
+        click.option("--deepspeed", "deepspeed_config", default=None,
+                     help="A DeepSpeed JSON (as the `deepspeed` launcher passes it); with --num-processes also "
+                          "zero2, zero3 or ddp, naming a file in launch/."),
+        click.option("--num-processes", type=int, default=None,
+                     help="Hand over to `accelerate launch` with this many processes (GPUs)."),
+        click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
+    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
+    if overwrite:
+        overrides["training.overwrite"] = True
+    return load_settings(config_path, overrides, sets)
+
+
+@dataclass
+class Prepared:
+    """Everything `run` needs after the stages before training."""
+
+    trainer: object
+    out: Path
+    log_path: Path | None
+    is_main: bool
+    records: dict
+    lengths: list
+    memory_after_load_gb: float | None
+    resume: Path | None
+    started: float
+    guard: object = None  # guards.StopGuard: SIGTERM/SIGINT and NaN loss stop at the end of a step
+
+
+def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
+                  deepspeed_config: str | None = None) -> Prepared:
+    """Seed, output folder, data, tokenizer, 4-bit model, SFTTrainer with LoRA: every stage before training."""
+    import torch
+    from accelerate import PartialState
+    from transformers import EarlyStoppingCallback, set_seed
+    from trl import SFTTrainer
+
+    from ethsft.data.records import load_splits, split_paths
+    from ethsft.fastpath.prepare import configure_runtime
+    from ethsft.evaluation.callback import attach, intent_sft_trainer
+    from ethsft.training.guards import OverfitWarning, StopGuard, robust_trainer_class
+    from ethsft.config.hf import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
+    from ethsft.model.loading import load_model, load_tokenizer, memory_gb, model_source
+    from ethsft.training.outputs import check_output_dir, find_resume_checkpoint
+
+    # --- seed, output folder, resume point -------------------------------------------------------------
+    started = time.time()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU runs under torchrun use gloo DDP
+    is_main = state.is_main_process
+    set_seed(s.training.seed)
+    configure_runtime()  # e.g. cuDNN SDPA off: it rebuilds a plan for every new sequence length
+    out = Path(s.training.output_dir)
+    resume = find_resume_checkpoint(out, resume_from_checkpoint)
+    if is_main:
+        check_output_dir(out, overwrite=s.training.overwrite, resuming=resume is not None)
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    log_path = out / LOG_FILE if is_main else None
+    precision = resolve_precision(s)
+    if precision.note:
+        say(f"Note: {precision.note}", log_path, is_main)
+
+    # --- data ------------------------------------------------------------------------------------------
+    source = model_source(s)
+    paths = split_paths(s.data.dataset_dir)
+    if not Path(source).exists():  # a hub id: gated/missing and too little disk are said before the download
+        from ethsft.model.hub import check_download
+
+        check_download(source, s.model.cache_dir, s.model.revision)
+    tokenizer = load_tokenizer(s, source)
+    say("\nLoading dataset...", log_path, is_main)
+    records, tokenized = load_splits(paths, tokenizer, s.data, lambda line: say(line, log_path, is_main))
+    train_ds = tokenized["train"][0]
+    eval_ds = tokenized["validation"][0] if "validation" in tokenized else None
+
+    # --- model -----------------------------------------------------------------------------------------
+    say(f"\nLoading base model: {s.model.base_model}", log_path, is_main)
+    if s.quantization.load_in_4bit:
+        say(f"Applying 4-bit quantization ({s.quantization.bnb_4bit_quant_type}, "
+            f"double quant {'on' if s.quantization.bnb_4bit_use_double_quant else 'off'})...", log_path, is_main)
+    model = load_model(s, precision, source)
+    if s.optimization.fast_path:
+        from ethsft.fastpath.prepare import prepare_model
+
+        prepare_model(model, attention="varlen" if s.data.packing else "as configured", liger=liger_on(s),
+                      compile=s.optimization.compile)
+    loaded = memory_gb()
+    footprint = model.get_memory_footprint() / 2**30
+    say(f"Model loaded: {loaded:.1f}GB VRAM" if loaded is not None else f"Model loaded: {footprint:.2f}GB (CPU)",
+        log_path, is_main)
+
+    # --- trainer ---------------------------------------------------------------------------------------
+    extra = {"deepspeed": deepspeed_config} if deepspeed_config else {}
+    args = sft_config(s, precision, **extra)
+    if eval_ds is None:
+        args.eval_strategy = "no"
+        args.load_best_model_at_end = False
+    callbacks = [ProgressReporter(log_path)] if is_main else []
+    if s.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.training.early_stopping_patience))
+    callbacks.append(OverfitWarning(lambda line: say(line, log_path, is_main),
+                                    early_stopping=bool(s.training.early_stopping_patience)))
+    guard = StopGuard()
+    callbacks.append(guard)
+    say("\nInitializing LoRA adapters...", log_path, is_main)
+    accuracy_samples = s.logging.eval_accuracy_samples if eval_ds is not None else 0
+    trainer_cls = intent_sft_trainer() if accuracy_samples else SFTTrainer  # intent accuracy beside eval_loss
+    trainer_cls = robust_trainer_class(trainer_cls)  # atomic checkpoints, NaN detection (ethsft.guards)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                          processing_class=tokenizer, peft_config=lora_config(s, model.config.num_hidden_layers),
+                          callbacks=callbacks)
+    guard.trainer = trainer
+    attach(trainer, records.get("validation", []), accuracy_samples, tokenizer, s.data.system_prompt)
+    _finish_trainer(trainer, s, out, is_main, precision)
+    if s.optimization.fast_path:
+        _fast_path(trainer, s, fitted_checkpointing(s), lambda line: say(line, log_path, is_main))
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)
+    world = state.num_processes
+    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
+    say(f"Effective batch: {micro} (micro) x {accum} (accumulation) x {world} (processes) = {micro * accum * world}",
+        log_path, is_main)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
+                    resume, started, guard)
+
+
+def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -> None:
+    """What SFTTrainer sets differently from an ethsft run: progress display, TensorBoard folder, dtypes."""
+    import torch
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(out / "logs")  # `tensorboard --logdir <output>/logs`, as in the guide
+    if is_main:
+        trainer.add_callback(ProgressBar)
+    # TRL casts trainable parameters to bf16 for QLoRA. Whole modules (modules_to_save) must stay in the dtype
+    # the hidden states arrive in, or their matmuls fail outside autocast (generation); on CPU, where training
+    # runs in fp32, every trainable parameter goes back to fp32, which also gives ZeRO-3 the single dtype it needs.
+    on_cpu = not torch.cuda.is_available()
+    for name, param in trainer.model.named_parameters():
+        if param.requires_grad and (on_cpu or "modules_to_save" in name):
+            param.data = param.data.to(torch.float32 if on_cpu else precision.compute_dtype)
+
+
+def _fast_path(trainer, s: Settings, fit: bool, echo) -> None:
+    from ethsft.fastpath.prepare import prepare_trainer
+
+    graph_rows = s.data.max_length if s.optimization.cuda_graphs else None  # validate(): packing is on
+    done = prepare_trainer(trainer, s.optimization.vram_budget_gib if fit else None, s.optimization.compile,
+                           graph_rows)
+    line = f"Fast path: {trainer.model.config._attn_implementation} attention"
+    if "compiled_layers" in done:
+        line += f", {done['compiled_layers']} decoder layers compiled"
+        if done.get("tensor_dequant_linears"):
+            line += f" ({done['tensor_dequant_linears']} 4-bit linears dequantised inside them)"
+    elif "lean_lora_dropout" in done:
+        line += f", LoRA dropout folded into {done['lean_lora_dropout']} adapters"
+    line += ", Liger kernels" if done.get("liger_applied") else ""
+    if done.get("cuda_graph_rows"):
+        line += f", micro-batches of {done['cuda_graph_rows']} tokens replayed as CUDA graphs"
+    if done.get("cuda_graphs_off"):
+        line += f", no CUDA graphs ({done['cuda_graphs_off']})"
+    plan = done.get("checkpointing")
+    if plan:
+        line += (f"; {plan['checkpointed']} of {plan['layers']} decoder layers checkpointed to fit "
+                 f"{plan['budget_gib']:g} GiB")
+        if "predicted_peak_gib" in plan:
+            line += f" (predicted peak {plan['predicted_peak_gib']:.1f} GiB)"
+    echo(line)
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """This process's command line with ``--resume-from-checkpoint latest`` (and without ``--overwrite``)."""
+    argv = list(sys.argv if argv is None else argv)
+    prog = Path(argv[0]).name if argv else ""
+    head = ["python", "-m", "ethsft.train"] if prog in ("train.py", "-m", "") else [prog]
+    args, skip = [], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--resume-from-checkpoint":
+            skip = True
+            continue
+        if a.startswith("--resume-from-checkpoint=") or a == "--overwrite" or a.startswith("--local_rank") \
+                or a.startswith("--local-rank"):
+            continue
+        args.append(a)
+    return " ".join(shlex.quote(x) for x in head + args + ["--resume-from-checkpoint", "latest"])
+
+
+def _train(p: Prepared, s: Settings):
+    """``trainer.train`` with the stop guard's signal handlers on; stops (signal, NaN, OOM) become TrainingStopped."""
+    import signal
+
+    import torch
+
+    from ethsft.training.guards import last_complete_checkpoint, oom_message
+
+    trainer, guard = p.trainer, p.guard
+    if guard is not None:
+        guard.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(p.resume) if p.resume else None)
+    except torch.OutOfMemoryError:
+        step = trainer.state.global_step
+        raise TrainingStopped(oom_message(s, last_complete_checkpoint(p.out), step + 1), exit_code=1) from None
+    finally:
+        if guard is not None:
+            guard.uninstall()
+    if guard is None:
+        return result
+    if guard.nonfinite is not None:
+        step, loss = guard.nonfinite
+        kept = last_complete_checkpoint(p.out)
+        lr = s.training.learning_rate
+        raise TrainingStopped(
+            f"ethsft: training loss became {loss} at step {step}: stopped without saving, so no checkpoint holds the "
+            f"diverged weights. Last good checkpoint: {kept or 'none (it diverged before the first save)'}. Lower "
+            f"the learning rate (now {lr:g}; try --learning-rate {lr / 4:g}) and train again; check the data for "
+            "empty or extreme samples if it persists.", exit_code=1)
+    if guard.received is not None and guard.stopped_at is not None:
+        name = signal.Signals(guard.received).name
+        ckpt = getattr(trainer, "last_checkpoint", None) or last_complete_checkpoint(p.out)
+        raise TrainingStopped(f"ethsft: stopped by {name} at step {guard.stopped_at}; checkpoint saved to {ckpt}; "
+                              f"resume with: {resume_command()}", exit_code=128 + guard.received)
+    return result
+
+
+def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None,
+        callbacks: list | None = None) -> dict:
+    """Train one QLoRA adapter as ``s`` says; returns the run summary. Raises ``guards.TrainingStopped`` when
+    a signal, a non-finite loss or CUDA out of memory stops training early (the last checkpoint is kept)."""
+    from ethsft.training.reporting import peak_vram_gb, plot_losses, run_environment, write_json_atomic
+
+    p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
+    trainer, out, log_path, is_main = p.trainer, p.out, p.log_path, p.is_main
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+
+    # --- train -----------------------------------------------------------------------------------------
+    say("\nStarting training..." if p.resume is None else f"\nResuming training from {p.resume}...", log_path, is_main)
+    try:
+        result = _train(p, s)
+    except TrainingStopped as e:
+        if is_main and log_path is not None:  # in training_logs.txt too; the CLI prints it on stderr
+            from ethsft.training.reporting import redact_text
+
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(redact_text(str(e)) + "\n")
+        raise
+
+    # --- save, evaluate, report ------------------------------------------------------------------------
+    trainer.save_model(str(out))  # adapter (safetensors) + tokenizer; under ZeRO-3 gathered from all ranks
+    final_eval = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    elapsed = time.time() - p.started
+    peak = peak_vram_gb()
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    world = trainer.accelerator.num_processes
+    runtime = result.metrics.get("train_runtime")
+    summary = {
+        "base_model": s.model.base_model,
+        "output_dir": str(out),
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": result.training_loss,
+        "final_eval_loss": final_eval.get("eval_loss"),
+        "samples": {k: len(v) for k, v in p.records.items()},
+        "overlong_samples": {r.split: r.overlong for r in p.lengths},
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "memory_after_load_gb": p.memory_after_load_gb,
+        "peak_vram_gb": peak,
+        "num_processes": world,
+        "effective_batch": trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * world,
+        "train_tokens": trainer.state.num_input_tokens_seen,
+        "train_runtime_s": runtime,
+        "train_tokens_per_s": trainer.state.num_input_tokens_seen / runtime if runtime else None,
+        "total_time_s": elapsed,
+        "resumed_from": str(p.resume) if p.resume else None,
+        "log_history": trainer.state.log_history,
+        "settings": s.to_dict(),
+        "environment": run_environment(),
+    }
+    if is_main:
+        say("\nTraining complete!", log_path)
+        say(f"Total time: {fmt_duration(elapsed)}", log_path)
+        say(f"Peak VRAM: {peak:.1f}GB" if peak is not None else "Peak VRAM: n/a (CPU run)", log_path)
+        if final_eval:
+            say(f"Final validation loss: {final_eval['eval_loss']:.4f}", log_path)
+        plot = plot_losses(trainer.state.log_history, out / PLOT_FILE)
+        write_json_atomic(out / SUMMARY_FILE, summary)
+        say(f"\nModel saved to: {out}/", log_path)
+        if plot:
+            say(f"Loss curves: {plot}", log_path)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+@click.command("train")
+@train_options
+def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, num_processes, local_rank,
+         **flags):
+    """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
+    from ethsft.config.hf import describe
+    from ethsft.training.launcher import accelerate_command, inside_launcher, strip_launch_flags
+
+    if num_processes and not inside_launcher():
+        import os
+        import sys
+
+        try:
+            settings_from_cli(config_path, sets, overwrite, **flags)  # fail on a bad config before spawning
+            given = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]  # `ethsft train` or `-m ethsft.train`
+            cmd = accelerate_command(num_processes, deepspeed_config, strip_launch_flags(given))
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            raise click.UsageError(str(e)) from None
+        click.echo(f"ethsft: {'would hand' if dry_run else 'handing'} over to: " + " ".join(cmd), err=True)
+        if not dry_run:
+            os.execvp(cmd[0], cmd)
+
+    try:
+        settings = settings_from_cli(config_path, sets, overwrite, **flags)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    if dry_run:
+        import yaml
+
+        from ethsft.training.reporting import redact_text, run_environment
+
+        env = run_environment()
+        text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
+        click.echo(redact_text(text))
+        return
+    try:
+        run(settings, resume_from_checkpoint, deepspeed_config)
+    except (ConfigError, DataError) as e:
+        raise click.ClickException(str(e)) from None
+    except TrainingStopped as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(e.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()
