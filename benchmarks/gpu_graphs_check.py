@@ -18,7 +18,7 @@ import torch
 
 from ethsft.experiments import bench
 
-from ethsft.fastpath.prepare import graphs
+from ethsft.fastpath import graphs
 
 N_ITEMS = 700
 

@@ -8,7 +8,7 @@ import time
 import bitsandbytes as bnb
 import torch
 
-from ethsft.fastpath.prepare import nf4
+from ethsft.fastpath import nf4
 
 
 def timed(fn, n=50):

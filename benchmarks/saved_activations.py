@@ -20,7 +20,7 @@ import torch
 
 from ethsft.experiments import bench
 
-from ethsft.fastpath.prepare import prepare as fastpath
+from ethsft.fastpath import prepare as fastpath
 
 
 def saved_by_module(trainer) -> dict:

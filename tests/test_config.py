@@ -148,7 +148,7 @@ def test_top_layers_places_adapters_on_the_last_layers_only():
 def test_cpu_bf16_trains_under_autocast_only_where_the_cpu_has_bf16(monkeypatch):
     import torch
 
-    from ethsft.config.schema import hf as hf_args
+    from ethsft.config import hf as hf_args
     from ethsft.config.schema import load_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

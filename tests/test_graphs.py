@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ethsft.fastpath.prepare import graphs
+from ethsft.fastpath import graphs
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "training_config.yaml"
 

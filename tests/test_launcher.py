@@ -18,12 +18,14 @@ def test_strip_launch_flags_keeps_everything_else():
 
 
 def test_named_deepspeed_uses_the_launch_file():
+    shipped = REPO / "ethsft" / "presets"  # links to the top-level launch/ and deepspeed/ (copies in a wheel)
     cmd = accelerate_command(4, "zero2", ["--config", "c.yaml"])
-    assert cmd[cmd.index("--config_file"):] == ["--config_file", str(REPO / "launch" / "zero2.yaml"),
-                                                "--deepspeed_config_file", str(REPO / "deepspeed" / "zero2.json"),
+    assert cmd[cmd.index("--config_file"):] == ["--config_file", str(shipped / "launch" / "zero2.yaml"),
+                                                "--deepspeed_config_file", str(shipped / "deepspeed" / "zero2.json"),
                                                 "--num_processes", "4", "-m", "ethsft.train", "--config", "c.yaml"]
+    assert (shipped / "launch" / "zero2.yaml").resolve() == (REPO / "launch" / "zero2.yaml").resolve()
     ddp = accelerate_command(2, None, [])
-    assert ddp[ddp.index("--config_file"):] == ["--config_file", str(REPO / "launch" / "ddp.yaml"),
+    assert ddp[ddp.index("--config_file"):] == ["--config_file", str(shipped / "launch" / "ddp.yaml"),
                                                 "--num_processes", "2", "-m", "ethsft.train"]
 
 

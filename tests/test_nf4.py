@@ -7,7 +7,7 @@ import torch
 
 bnb = pytest.importorskip("bitsandbytes")
 
-from ethsft import nf4  # noqa: E402
+from ethsft.fastpath import nf4  # noqa: E402
 
 
 def _quantized(shape, double_quant: bool, seed: int = 0):
@@ -73,7 +73,7 @@ def test_compiled_linear_keeps_only_the_4bit_weight(monkeypatch):
     import torch._dynamo
     import torch._functorch.config
 
-    from ethsft.fastpath.prepare import prepare as fastpath
+    from ethsft.fastpath import prepare as fastpath
 
     # compile_settings changes process-wide settings: put them back after this test
     monkeypatch.setattr(torch._functorch.config, "cse", torch._functorch.config.cse)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ethsft.fastpath.prepare import prepare as fastpath
+from ethsft.fastpath import prepare as fastpath
 
 LENGTHS = [37, 5, 64, 18, 29]
 

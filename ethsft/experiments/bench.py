@@ -139,8 +139,8 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
                sets: tuple[str, ...] = ()):
     """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan).
     ``sets``: further ``section.key=value`` overrides (``--set``)."""
-    from ethsft.fastpath.prepare import prepare as fastpath
-    from ethsft.config.schema import hf as hf_args
+    from ethsft.fastpath import prepare as fastpath
+    from ethsft.config import hf as hf_args
     from ethsft.model import loading as modeling
     from ethsft.training.recipe import build_trainer
 
