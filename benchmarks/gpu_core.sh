@@ -32,7 +32,7 @@ for r in $RUNS; do
   case $r in
     plain-realistic) run $r python -m ethsft train "${common[@]}" --dataset $W/ds ;;
     # the same with cuDNN SDPA left on (ethsft turns it off): the side-by-side for that switch
-    plain-realistic-cudnn) run $r python -c "import sys, ethsft.fastpath as f; f.configure_runtime = dict; sys.argv[0] = 'ethsft.train'; from ethsft.train import main; main()" "${common[@]}" --dataset $W/ds ;;
+    plain-realistic-cudnn) run $r python -c "import sys, ethsft.fastpath.runtime as f; f.configure_runtime = dict; sys.argv[0] = 'ethsft.train'; from ethsft.train import main; main()" "${common[@]}" --dataset $W/ds ;;
     plain-2048) run $r python -m ethsft train "${common[@]}" --dataset $W/ds-2048 ;;
     zero2-realistic) run $r accelerate launch --config_file launch/zero2.yaml --num_processes 1 -m ethsft.train "${common[@]}" --dataset $W/ds ;;
     zero2-2048) run $r accelerate launch --config_file launch/zero2.yaml --num_processes 1 -m ethsft.train "${common[@]}" --dataset $W/ds-2048 ;;

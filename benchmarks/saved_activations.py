@@ -20,12 +20,12 @@ import torch
 
 from ethsft.experiments import bench
 
-from ethsft.fastpath import prepare as fastpath
+from ethsft.fastpath.checkpointing import set_checkpointed_layers
 
 
 def saved_by_module(trainer) -> dict:
     model = trainer.model
-    fastpath.set_checkpointed_layers(model, 0)
+    set_checkpointed_layers(model, 0)
     model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     inputs = trainer._prepare_inputs(batch)
@@ -90,7 +90,7 @@ def sync_points(trainer, checkpointed: int = 0) -> dict:
     from collections import Counter
 
     model = trainer.model
-    fastpath.set_checkpointed_layers(model, checkpointed)
+    set_checkpointed_layers(model, checkpointed)
     model.train()
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     found: Counter = Counter()

@@ -73,7 +73,7 @@ def test_compiled_linear_keeps_only_the_4bit_weight(monkeypatch):
     import torch._dynamo
     import torch._functorch.config
 
-    from ethsft.fastpath import prepare as fastpath
+    from ethsft.fastpath.prepare import compile_settings
 
     # compile_settings changes process-wide settings: put them back after this test
     monkeypatch.setattr(torch._functorch.config, "cse", torch._functorch.config.cse)
@@ -82,7 +82,7 @@ def test_compiled_linear_keeps_only_the_4bit_weight(monkeypatch):
     module, _ = _state(packed, qs)
     module.compute_dtype = torch.float32
     nf4.use_tensor_dequant(torch.nn.Sequential(module))
-    fastpath.compile_settings()
+    compile_settings()
     compiled = torch.compile(module)
     x = torch.randn(64, 256, requires_grad=True, generator=torch.Generator().manual_seed(4))
     saved = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ethsft.fastpath import prepare as fastpath
+from ethsft.fastpath import attention, checkpointing, lean
 
 LENGTHS = [37, 5, 64, 18, 29]
 
@@ -14,8 +14,8 @@ LENGTHS = [37, 5, 64, 18, 29]
 def _load(path, attn):
     from transformers import AutoModelForCausalLM
 
-    if attn == fastpath.VARLEN:
-        fastpath.register_attention()
+    if attn == attention.VARLEN:
+        attention.register_attention()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
     model.config.use_cache = False
     return model.eval()
@@ -76,7 +76,7 @@ def _packed(model, samples):
     return losses
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager", fastpath.VARLEN, "flex_attention"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", attention.VARLEN, "flex_attention"])
 def test_packed_loss_equals_unpacked(tiny_model_path, attn):
     reference = _unpacked(_load(tiny_model_path, "eager"), _samples(_vocab(tiny_model_path)))
     model = _load(tiny_model_path, attn)
@@ -122,7 +122,7 @@ def test_lean_mlp_same_loss_and_grads(tiny_model_path):
     def run(patch):
         model = _load(tiny_model_path, "sdpa").train()
         if patch:
-            assert fastpath.lean_mlp(model) == model.config.num_hidden_layers
+            assert lean.lean_mlp(model) == model.config.num_hidden_layers
         out = model(input_ids=ids, labels=ids)
         out.loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if "mlp" in n}
@@ -142,7 +142,7 @@ def test_selective_checkpointing_same_grads(tiny_model_path):
 
     def run(n_ckpt):
         model = _load(tiny_model_path, "sdpa").train()
-        chosen = fastpath.set_checkpointed_layers(model, n_ckpt)
+        chosen = checkpointing.set_checkpointed_layers(model, n_ckpt)
         assert len(chosen) == n_ckpt
         model(input_ids=ids, labels=ids).loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -153,9 +153,9 @@ def test_selective_checkpointing_same_grads(tiny_model_path):
 
 
 def test_spread():
-    assert fastpath.spread(32, 0) == []
-    assert fastpath.spread(32, 32) == list(range(32))
-    picked = fastpath.spread(32, 8)
+    assert checkpointing.spread(32, 0) == []
+    assert checkpointing.spread(32, 32) == list(range(32))
+    picked = checkpointing.spread(32, 8)
     assert len(picked) == 8 and picked[0] < 4 and picked[-1] >= 28
 
 
@@ -168,12 +168,12 @@ def test_dropout_linear_matches_dropout_then_linear(device_masks):
     w = torch.randn(4, 16, requires_grad=True)
     if device_masks:
         state = torch.get_rng_state()
-        y = fastpath._DropoutLinear.apply(x, w, 0.3, None)
+        y = lean._DropoutLinear.apply(x, w, 0.3, None)
         torch.set_rng_state(state)
         keep = torch.native_dropout(x.detach(), 0.3, True)[1]
     else:
-        y = fastpath._DropoutLinear.apply(x, w, 0.3, 1234)
-        keep = fastpath._dropout_mask(x.shape, 0.3, 1234, x.device)
+        y = lean._DropoutLinear.apply(x, w, 0.3, 1234)
+        keep = lean._dropout_mask(x.shape, 0.3, 1234, x.device)
     assert 0.5 < keep.float().mean().item() < 0.85
     x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     y2 = (x2 * keep / 0.7) @ w2.t()
@@ -202,14 +202,14 @@ def test_lean_lora_dropout_eval_identical_and_checkpoint_consistent(tiny_model_p
     with torch.no_grad():
         before = model(input_ids=ids).logits
     layers = model.config.num_hidden_layers
-    assert fastpath.lean_lora_dropout(model, device_masks) == 2 * layers
-    assert fastpath.lean_lora_dropout(model, device_masks) == 0  # already folded
+    assert lean.lean_lora_dropout(model, device_masks) == 2 * layers
+    assert lean.lean_lora_dropout(model, device_masks) == 0  # already folded
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, before)  # eval: no dropout, same numbers
 
     def grads(n_ckpt, seed=5):
         model.train()
-        fastpath.set_checkpointed_layers(model, n_ckpt)
+        checkpointing.set_checkpointed_layers(model, n_ckpt)
         model.zero_grad(set_to_none=True)
         torch.manual_seed(seed)
         model(input_ids=ids, labels=ids).loss.backward()
@@ -235,8 +235,8 @@ def test_flash_varlen_gqa_matches_per_sample_sdpa(pad):
     q = torch.randn(1, H, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k = torch.randn(1, Hkv, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     v = torch.randn(1, Hkv, L, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    out = fastpath._varlen(q, k, v, cu, max(lens), None, None)  # (1, L, H, D)
-    ref = fastpath.packed_sdpa_loop(q, k, v, cu)
+    out = attention._varlen(q, k, v, cu, max(lens), None, None)  # (1, L, H, D)
+    ref = attention.packed_sdpa_loop(q, k, v, cu)
     torch.testing.assert_close(out[:, :total], ref[:, :total], atol=2e-2, rtol=2e-2)
     assert torch.count_nonzero(out[:, total:]) == 0
     g = torch.randn_like(out)
@@ -261,8 +261,8 @@ def test_lean_lora_add_same_output_and_grads_as_peft(tiny_model_path):
         return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     logits, grads = run()
-    assert fastpath.lean_lora_add(model) == 2 * model.config.num_hidden_layers
-    assert fastpath.lean_lora_add(model) == 0  # already patched
+    assert lean.lean_lora_add(model) == 2 * model.config.num_hidden_layers
+    assert lean.lean_lora_add(model) == 0  # already patched
     logits2, grads2 = run()
     torch.testing.assert_close(logits2, logits, rtol=1e-5, atol=1e-5)
     assert grads.keys() == grads2.keys() and any(g.abs().sum() > 0 for g in grads.values())

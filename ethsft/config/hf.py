@@ -216,7 +216,7 @@ def liger_on(s: Settings) -> bool:
     value = s.optimization.use_liger_kernel
     if value != "auto":
         return bool(value)
-    from ethsft.fastpath.prepare import liger_available
+    from ethsft.fastpath.runtime import liger_available
 
     return liger_available() and torch.cuda.is_available()
 

@@ -129,7 +129,7 @@ def _cuda() -> bool:
 
 
 def _liger_on(knobs) -> bool:
-    from ethsft.fastpath.prepare import liger_available
+    from ethsft.fastpath.runtime import liger_available
 
     v = str(knobs.get("liger", "0"))
     return liger_available() and _cuda() if v == "auto" else v in ("1", "true", "True")
@@ -139,7 +139,8 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
                sets: tuple[str, ...] = ()):
     """The trainer of one mode, fast-path changes and checkpointing plan applied: (prepared, done, plan).
     ``sets``: further ``section.key=value`` overrides (``--set``)."""
-    from ethsft.fastpath import prepare as fastpath
+    from ethsft.fastpath.attention import use_varlen_attention
+    from ethsft.fastpath.checkpointing import decoder_layers, set_checkpointed_layers
     from ethsft.config import hf as hf_args
     from ethsft.model import loading as modeling
     from ethsft.training.recipe import build_trainer
@@ -154,7 +155,7 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
     def load_model(*a, **k):
         model = orig_load(*a, **k)
         if not ethsft_path and knobs["attn"] == "varlen":
-            done["attn_implementation"] = fastpath.use_varlen_attention(model)
+            done["attn_implementation"] = use_varlen_attention(model)
         return model
 
     def sft_config(*a, **k):
@@ -170,16 +171,15 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
     finally:
         modeling.load_model, hf_args.sft_config = orig_load, orig_cfg
     trainer = prepared.trainer
-    n_layers = len(fastpath.decoder_layers(trainer.model))
+    n_layers = len(decoder_layers(trainer.model))
     fast = dict(getattr(trainer, "ethsft_fast_path", {}))
     plan = fast.pop("checkpointing", None)
     done.update(fast)
     if ckpt == "none":
-        fastpath.set_checkpointed_layers(trainer.model, 0)
+        set_checkpointed_layers(trainer.model, 0)
         plan = {"checkpointed": 0}
     elif ckpt.isdigit():
-        plan = {"checkpointed_layers": fastpath.set_checkpointed_layers(trainer.model, int(ckpt),
-                                                                         bool(knobs.get("offload")))}
+        plan = {"checkpointed_layers": set_checkpointed_layers(trainer.model, int(ckpt), bool(knobs.get("offload")))}
         plan["checkpointed"] = int(ckpt)
     elif plan is None:  # "all" (TRL checkpoints every layer), or "fit" where there is no GPU to measure on (none)
         plan = {"checkpointed": n_layers if trainer.args.gradient_checkpointing else 0}

@@ -147,7 +147,7 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
     """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
     model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
     base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
-    from ethsft.fastpath.prepare import configure_runtime
+    from ethsft.fastpath.runtime import configure_runtime
     from ethsft.config.hf import Precision
     from ethsft.model.loading import load_model
 

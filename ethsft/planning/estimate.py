@@ -390,7 +390,7 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     o = s.optimization
     if o.fast_path and o.vram_budget_gib and o.gradient_checkpointing:
         # the fast path leaves layers uncheckpointed while the measured peak stays under budget - margin
-        from ethsft.fastpath.prepare import FIT_MARGIN_GIB
+        from ethsft.fastpath.checkpointing import FIT_MARGIN_GIB
 
         every_layer = (tokens * shape.layers * layer + tokens * MODEL_IO_HIDDEN_BYTES * shape.hidden) / GiB
         room = o.vram_budget_gib - FIT_MARGIN_GIB - (sum(parts.values()) - parts["activations"])

@@ -96,7 +96,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from trl import SFTTrainer
 
     from ethsft.data.records import load_splits, split_paths
-    from ethsft.fastpath.prepare import configure_runtime
+    from ethsft.fastpath.runtime import configure_runtime
     from ethsft.evaluation.callback import attach, intent_sft_trainer
     from ethsft.training.guards import OverfitWarning, StopGuard, robust_trainer_class
     from ethsft.config.hf import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
