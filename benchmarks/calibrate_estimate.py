@@ -13,7 +13,7 @@ by a time limit continues where it stopped. The first call builds the 7B random 
 $ETHSFT_CACHE/models/mistral-7b (~14.5 GB, a few minutes on CPU).
 
 At the end it prints the estimated-vs-measured table and fitted values for the CALIBRATE constants of
-ethsft/estimate.py (MFU, LAUNCH_OVERHEAD_S, activation scale with / without checkpointing, allocator overhead,
+ethsft/planning (MFU, LAUNCH_OVERHEAD_S, activation scale with / without checkpointing, allocator overhead,
 CUDA context).
 """
 
@@ -66,7 +66,10 @@ def settings_for(name: str, dataset: str, output: str, steps: int):
 def predictions(s_user, s_run, stats, shapes_seen, gpu) -> dict:
     """What ``ethsft estimate`` says for the preset (its own accumulation) and what the model says at the
     micro-batch shapes this run actually trained on."""
-    from ethsft.planning.estimate import estimate_memory, estimate_run, estimate_step_time, model_shape
+    from ethsft.planning.estimate import estimate_run
+    from ethsft.planning.memory import estimate_memory
+    from ethsft.planning.shapes import model_shape
+    from ethsft.planning.speed import estimate_step_time
 
     shape = model_shape(s_user)
     est = estimate_run(s_user, gpu, stats, shape, detected=True)
@@ -107,7 +110,8 @@ def measure_one(name: str, dataset: str, steps: int, warmup: int) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from ethsft.planning.estimate import dataset_stats, detect_gpu, named_gpu
+    from ethsft.planning.hardware import detect_gpu, named_gpu
+    from ethsft.planning.stats import dataset_stats
     from ethsft.training.recipe import build_trainer
 
     out = tempfile.mkdtemp(prefix=f"calib-{name}-")
@@ -229,24 +233,24 @@ def table(results: list[dict]) -> str:
 
 
 def fit(results: list[dict]) -> dict:
-    """Least-squares values for the CALIBRATE constants of ethsft/estimate.py."""
-    import ethsft.planning.estimate as E
+    """Least-squares values for the CALIBRATE constants of ethsft/planning/speed.py and memory.py."""
+    from ethsft.planning import hardware, memory, shapes, speed
 
     ok = [r for r in results if "step_s" in r]
     out: dict = {}
     if not ok:
         return out
-    gpu = E.detect_gpu() or E.named_gpu("h100")
+    gpu = hardware.detect_gpu() or hardware.named_gpu("h100")
     # time: step - dequant - optimizer = tokens*fpt/(P*MFU) + LAUNCH*passes/3
     rows, ys = [], []
     for r in ok:
         s = settings_for(r["setting"], "unused", "unused", 1)
         passes = 3 if s.optimization.gradient_checkpointing else 2
-        shape = E.model_shape(s)
-        dq = passes * shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * E.DEQUANT_BANDWIDTH_EFF)
+        shape = shapes.model_shape(s)
+        dq = passes * shape.linear_params * 2.5 / (gpu.bandwidth_gbs * 1e9 * speed.DEQUANT_BANDWIDTH_EFF)
         tok = r["tokens_per_step"]
         rows.append((tok * r["flops_per_token"] / (gpu.bf16_tflops * 1e12), passes / 3))
-        ys.append(r["step_s"] - dq - E.OPTIMIZER_STEP_S)
+        ys.append(r["step_s"] - dq - speed.OPTIMIZER_STEP_S)
     if len(rows) >= 2:
         # 2x2 normal equations
         a11 = sum(x[0] * x[0] for x in rows)
@@ -279,8 +283,9 @@ def fit(results: list[dict]) -> dict:
     out["CUDA_CONTEXT_GIB"] = max(r["cuda_context_gb"] for r in ok)
     out["base_weights_measured_gb"] = [r["memory_after_load_gb"] for r in ok][0]
     out["base_weights_model_gb"] = ok[0]["model_base_weights_gb"]
-    out["current"] = {"MFU": E.MFU, "LAUNCH_OVERHEAD_S": E.LAUNCH_OVERHEAD_S, "ALLOCATOR_OVERHEAD": E.ALLOCATOR_OVERHEAD,
-                      "CUDA_CONTEXT_GIB": E.CUDA_CONTEXT_GIB, "CKPT_LIVE_LAYERS": E.CKPT_LIVE_LAYERS}
+    out["current"] = {"MFU": speed.MFU, "LAUNCH_OVERHEAD_S": speed.LAUNCH_OVERHEAD_S,
+                      "ALLOCATOR_OVERHEAD": memory.ALLOCATOR_OVERHEAD, "CUDA_CONTEXT_GIB": memory.CUDA_CONTEXT_GIB,
+                      "CKPT_LIVE_LAYERS": memory.CKPT_LIVE_LAYERS}
     return out
 
 
@@ -347,7 +352,7 @@ def main() -> int:
               f"{res.get('step_s', float('nan')):.3f} s/step", flush=True)
     print()
     print(table(results["results"]))
-    print("\nfitted constants (ethsft/estimate.py):")
+    print("\nfitted constants (ethsft/planning/speed.py, memory.py):")
     print(json.dumps(results.get("fit", {}), indent=2, default=float))
     return 0
 

@@ -58,7 +58,10 @@ def measured_steps(r: dict) -> list[dict]:
 
 
 def model_rows(calib: dict) -> list[dict]:
-    from ethsft.planning.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
+    from ethsft.planning.hardware import named_gpu
+    from ethsft.planning.memory import estimate_memory
+    from ethsft.planning.shapes import model_shape
+    from ethsft.planning.speed import estimate_step_time
 
     gpu = named_gpu("h100")
     rows = []
@@ -89,7 +92,10 @@ def model_rows(calib: dict) -> list[dict]:
 
 def full_runs(calib: dict) -> list[dict]:
     """The two 12GB-preset runs (accumulation 16): tokens/s and peak, measured vs model."""
-    from ethsft.planning.estimate import estimate_memory, estimate_step_time, model_shape, named_gpu
+    from ethsft.planning.hardware import named_gpu
+    from ethsft.planning.memory import estimate_memory
+    from ethsft.planning.shapes import model_shape
+    from ethsft.planning.speed import estimate_step_time
 
     gpu = named_gpu("h100")
     comp = calib["results"][0]["completion_fraction"]  # the synth dataset's completion share (not in these files)
@@ -117,7 +123,7 @@ def pct(model: float, meas: float) -> str:
 
 
 def markdown(calib: dict) -> str:
-    import ethsft.planning.estimate as E
+    from ethsft.planning import memory, speed
 
     rows = model_rows(calib)
     gpu = calib["results"][0]["gpu"]
@@ -127,7 +133,7 @@ def markdown(calib: dict) -> str:
         f"Measured: benchmarks/results/h100_calibration.json ({gpu}, torch {calib['results'][0]['torch']}; a random "
         "Mistral-7B-shaped model, NF4 double-quant + LoRA, bf16, sdpa, accumulation 1, "
         f"{rows[0]['n']} measured steps after {calib['results'][0]['warmup']} warm-up step per setting). "
-        "Model: ethsft/estimate.py at the shapes each run trained on. Regenerate with "
+        "Model: ethsft/planning at the shapes each run trained on. Regenerate with "
         "`python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured.md`.",
         "",
         "Peak GB: `torch.cuda.max_memory_allocated` vs the memory model at the run's largest micro-batch. "
@@ -173,12 +179,13 @@ def markdown(calib: dict) -> str:
                      f"{f['model_tok_s']:.0f} | {pct(f['model_tok_s'], f['tok_s'])} |")
     lines += [
         "",
-        "Constants (ethsft/estimate.py, fitted on these measurements unless marked): "
-        f"host {E.HOST_LAYER_PASS_S * 1e3:.2f} ms per layer per pass + {E.HOST_LORA_PASS_S * 1e3:.2f} ms per LoRA "
-        f"adapter per layer per pass + {E.LAUNCH_OVERHEAD_S * 1e3:.0f} ms per micro-step; optimizer step "
-        f"{E.OPTIMIZER_STEP_S * 1e3:.1f} ms + {E.OPTIMIZER_TENSOR_S * 1e3:.3f} ms per LoRA tensor; "
-        f"CKPT_LIVE_LAYERS {E.CKPT_LIVE_LAYERS}; ALLOCATOR_OVERHEAD {E.ALLOCATOR_OVERHEAD}, CUDA_CONTEXT_GIB "
-        f"{E.CUDA_CONTEXT_GIB} (measured); MFU {E.MFU} and DEQUANT_BANDWIDTH_EFF {E.DEQUANT_BANDWIDTH_EFF} "
+        "Constants (ethsft/planning/speed.py and memory.py, fitted on these measurements unless marked): "
+        f"host {speed.HOST_LAYER_PASS_S * 1e3:.2f} ms per layer per pass + {speed.HOST_LORA_PASS_S * 1e3:.2f} ms "
+        f"per LoRA adapter per layer per pass + {speed.LAUNCH_OVERHEAD_S * 1e3:.0f} ms per micro-step; optimizer "
+        f"step {speed.OPTIMIZER_STEP_S * 1e3:.1f} ms + {speed.OPTIMIZER_TENSOR_S * 1e3:.3f} ms per LoRA tensor; "
+        f"CKPT_LIVE_LAYERS {memory.CKPT_LIVE_LAYERS}; ALLOCATOR_OVERHEAD {memory.ALLOCATOR_OVERHEAD}, "
+        f"CUDA_CONTEXT_GIB {memory.CUDA_CONTEXT_GIB} (measured); MFU {speed.MFU} and DEQUANT_BANDWIDTH_EFF "
+        f"{speed.DEQUANT_BANDWIDTH_EFF} "
         "(first-principles: every setting here is host-bound, so they only bound the device side).",
         "",
         "Notes:",
@@ -209,14 +216,14 @@ def fit(calib: dict) -> dict:
     the checkpointed peaks (CKPT_LIVE_LAYERS)."""
     import numpy as np
 
-    import ethsft.planning.estimate as E
+    from ethsft.planning import hardware, memory, shapes, speed
 
     X, y, Xo, yo = [], [], [], []
     num = den = 0.0
     for r in calib["results"]:
         s = settings(SETTINGS[r["setting"]])
-        shape = E.model_shape(s)
-        p, n_t = E.passes(s), len(E.targeted(s, shape))
+        shape = shapes.model_shape(s)
+        p, n_t = speed.passes(s), len(shapes.targeted(s, shape))
         for x in measured_steps(r):
             Xo.append([1.0, 2 * shape.layers * n_t])
             yo.append(x["step_s"] - x["micro_s"])
@@ -226,10 +233,10 @@ def fit(calib: dict) -> dict:
         if s.optimization.gradient_checkpointing:
             big = max(r["shapes"], key=lambda x: x["tokens"])
             comp = big["completion_tokens"] / big["tokens"]
-            mem = E.estimate_memory(s, shape, big["cols"], big["rows"], comp)
-            layer = E._layer_act_bytes(s, shape, big["cols"], big["rows"] > 1 and not s.data.packing)
-            live = big["tokens"] * layer / E.GiB  # GiB per live layer
-            rest = mem.peak_allocated_gib - E.CKPT_LIVE_LAYERS * live
+            mem = memory.estimate_memory(s, shape, big["cols"], big["rows"], comp)
+            layer = memory._layer_act_bytes(s, shape, big["cols"], big["rows"] > 1 and not s.data.packing)
+            live = big["tokens"] * layer / hardware.GiB  # GiB per live layer
+            rest = mem.peak_allocated_gib - memory.CKPT_LIVE_LAYERS * live
             num += (r["peak_allocated_gb"] - rest) * live
             den += live * live
     free = np.linalg.lstsq(np.array(X), np.array(y), rcond=None)[0]

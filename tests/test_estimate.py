@@ -9,8 +9,12 @@ from click.testing import CliRunner
 
 from conftest import REPO, tiny_settings
 from ethsft.config.schema import ConfigError, load_settings
-from ethsft.planning.estimate import (BUILTIN_SHAPES, GPUS, dataset_stats, estimate_memory, estimate_run, expected_batch_max,
-                             fit_verdict, model_shape, named_gpu, pack_rows)
+from ethsft.planning.advice import fit_verdict
+from ethsft.planning.estimate import estimate_run
+from ethsft.planning.hardware import GPU, GPUS, named_gpu
+from ethsft.planning.memory import estimate_memory
+from ethsft.planning.shapes import BUILTIN_SHAPES, model_shape
+from ethsft.planning.stats import dataset_stats, expected_batch_max, pack_rows
 from ethsft.cli.ops import estimate as estimate_cmd
 
 # The guide's own 12GB layout (batch 1 x accumulation 16, 2048-token samples, full checkpointing): the default
@@ -116,13 +120,21 @@ def test_absurd_config_on_rtx3060_wont_fit_and_says_what_to_change():
     assert fit_verdict(fixed, gpu, estimate_run(fixed, gpu)).startswith("fits: ~9.1 GB of 11.8 GB")
 
 
-def test_no_checkpointing_suggests_turning_it_on():
+def test_wont_fit_walks_the_guides_ladder_down_to_checkpointing():
+    """The estimate suggests what the OOM message does, in the guide's order: max_length first."""
     s = load_settings(PRESET_12GB, sets=["optimization.gradient_checkpointing=false",
                                          "training.per_device_train_batch_size=2"])
     gpu = named_gpu("rtx4090")
     verdict = fit_verdict(s, gpu, estimate_run(s, gpu))
-    assert verdict == ("won't fit: needs ~27.7 GB of 24.0 GB — try --set optimization.gradient_checkpointing=true "
-                       "(~7.1 GB), or the configs/24gb.yaml preset")
+    assert verdict == ("won't fit: needs ~27.7 GB of 24.0 GB — try --set data.max_length=1024 (~16.4 GB), or the "
+                       "configs/24gb.yaml preset")
+    # max_length and r at their floor: the micro batch goes down to 1, then checkpointing comes on
+    floor = load_settings(PRESET_12GB, sets=["optimization.gradient_checkpointing=false", "data.max_length=512",
+                                             "lora.r=8", "training.per_device_train_batch_size=4"])
+    card = GPU("8gb", "an 8 GB card", 7.6, 20.0, 300)
+    assert fit_verdict(floor, card, estimate_run(floor, card)).startswith(
+        "won't fit: needs ~16.3 GB of 7.6 GB — try --set training.per_device_train_batch_size=1 --set "
+        "training.gradient_accumulation_steps=64 --set optimization.gradient_checkpointing=true (~5.3 GB)")
 
 
 def test_named_gpus_and_errors():
@@ -175,7 +187,7 @@ def test_fast_path_presets_match_what_the_h100_measured():
     layer checkpointed at 14,787 tok/s; as shipped (11 GiB, b:vram=11): 10.2 GiB, 6 layers checkpointed, 13,632
     tok/s; without compiled layers (h100_bench_graphs.json): 10.96 GiB at ~14,700 tok/s; b80 (the 80GB preset) at
     54.9 GiB."""
-    from ethsft.planning.estimate import GRAPH_HOST_S
+    from ethsft.planning.speed import GRAPH_HOST_S
 
     h100 = named_gpu("h100")
     preset = REPO / "configs" / "training_config.yaml"

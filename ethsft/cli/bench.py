@@ -10,7 +10,7 @@ import click
               help="Embedded random-weight shape: mistral-7b, or tiny-mistral for a CPU smoke run.")
 @click.option("--modes", default="a,a',b", show_default=True,
               help="Comma list of a, a', b, b80, each optionally NAME:knob=v;knob=v (attn, liger, ckpt, rows, "
-                   "batch, vram, packing, path, offload); see ethsft/bench.py.")
+                   "batch, vram, packing, path, offload); see ethsft/experiments/bench.py.")
 @click.option("--vram", type=float, default=12.0, show_default=True, help="Memory budget in GiB (peak allocated).")
 @click.option("--steps", type=int, default=6, show_default=True, help="Measured steps per mode.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up steps per mode (not measured).")
@@ -18,7 +18,8 @@ import click
 @click.option("--out", default=None, help="Write the JSON report here.")
 @click.option("--isolate/--no-isolate", default=None, help="One process per mode (default: on with a GPU).")
 @click.option("--mode-timeout", type=int, default=180, show_default=True, help="Seconds per isolated mode.")
-@click.option("--peak-tflops", type=float, default=None, help="Peak bf16 dense TFLOP/s (default: from the GPU name).")
+@click.option("--peak-tflops", type=float, default=None,
+              help="Peak bf16 dense TFLOP/s (default: ethsft's GPU table, by the GPU name).")
 def main(model_shape, modes, vram, steps, warmup, samples, out, isolate, mode_timeout, peak_tflops):
     """Benchmark the guide's settings (a), TRL's best built-in setup (a') and ethsft's fast path (b)."""
     from ethsft.experiments.bench import parse_modes, run_bench

@@ -49,7 +49,11 @@ def estimate(config_path, dataset, gpu, sets, as_json):
     from pathlib import Path
 
     from ethsft.data.records import DataError
-    from ethsft.planning.estimate import dataset_stats, detect_gpu, estimate_run, model_shape, named_gpu, report, to_json
+    from ethsft.planning.estimate import estimate_run
+    from ethsft.planning.hardware import detect_gpu, named_gpu
+    from ethsft.planning.report import report, to_json
+    from ethsft.planning.shapes import model_shape
+    from ethsft.planning.stats import dataset_stats
 
     s = _settings(config_path, sets, {"data.dataset_dir": dataset} if dataset else None)
     try:

@@ -22,7 +22,9 @@ Throughput counts real (non-padding) tokens over the measured steps (after warm-
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
 backward (2 P) of the P matmul weights a token passes (every decoder linear + lm_head; frozen 4-bit weights need no
 weight gradient, LoRA's own FLOPs are < 0.5% and left out), attention 4 L h c forward + 8 L h c backward with c the
-mean attended context per token. HFU adds what checkpointing recomputes (2 P + 4 L h c per checkpointed fraction).
+mean attended context per token. HFU adds what checkpointing recomputes (2 P + 4 L h c per checkpointed fraction, P
+here the decoder's linears only: the LM head is not recomputed). The count is ethsft.planning.speed.flops_per_token,
+the one the estimate uses; the peak comes from ethsft.planning.hardware's GPU table (or ``--peak-tflops``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ MODES = {
 }
 INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs")
 KNOBS = INT_KNOBS + ("path", "attn", "liger", "ckpt", "vram", "optim", "label")
-PEAK_TFLOPS = {"H100": 989.5, "H200": 989.5, "H800": 989.5, "A100": 312.0, "L40S": 362.0, "4090": 165.2}
 
 
 def parse_modes(text: str) -> list[tuple[str, dict]]:
@@ -250,27 +251,28 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
 
 
 def flops_per_token(cfg, lengths: list[int], max_length: int, ckpt_fraction: float) -> dict:
-    """FLOPs per real token (see the module docstring for the formula)."""
-    h, inter, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    head = getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads
-    q = cfg.num_attention_heads * head
-    kv = cfg.num_key_value_heads * head
-    P = L * (h * q + 2 * h * kv + q * h + 3 * h * inter) + h * cfg.vocab_size
+    """FLOPs per real token of the model ``cfg`` (its HF config) trained on samples ``lengths`` long: the
+    estimate's count (ethsft.planning.speed.flops_per_token) at the mean attended context, without LoRA's share,
+    over 2 passes (MFU) and over 2 + the checkpointed fraction (HFU)."""
+    from ethsft.planning.shapes import shape_from_config
+    from ethsft.planning.speed import flops_per_token as count
+
+    shape = shape_from_config(cfg.to_dict(), getattr(cfg, "name_or_path", "") or "bench", "model config")
     lens = [min(n, max_length) for n in lengths] or [1]
     c = sum(n * (n + 1) / 2 for n in lens) / sum(lens)
-    model = 4 * P + 12 * L * q * c
-    hardware = model + ckpt_fraction * (2 * P + 4 * L * q * c)
-    return {"matmul_params": P, "mean_context": c, "model_flops_per_token": model,
-            "hardware_flops_per_token": hardware}
+    return {"matmul_params": shape.linear_params + shape.vocab * shape.hidden, "mean_context": c,
+            "model_flops_per_token": count(shape, c),
+            "hardware_flops_per_token": count(shape, c, 2 + ckpt_fraction)}
 
 
 def peak_tflops(device: str | None, given: float | None) -> float | None:
+    """``--peak-tflops`` if given, else the dense bf16 peak of ``device`` from ethsft's GPU table."""
+    from ethsft.planning.hardware import gpu_by_name
+
     if given:
         return given
-    for key, v in PEAK_TFLOPS.items():
-        if device and key in device:
-            return v
-    return None
+    gpu = gpu_by_name(device)
+    return gpu.bf16_tflops if gpu else None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -368,7 +370,7 @@ def table(report: dict) -> str:
     tail = (f"\nb/a = {s['b_over_a']}, b/a' = {s['b_over_a_prime']}; best fast path within "
             f"{report['vram_budget_gib']:g} GiB: {s['best_fast_path_within_budget']} "
             f"(x a' {s['best_over_a_prime']})\nMFU = real tok/s x (4P + 12 L h c) / peak; HFU adds checkpoint "
-            "recompute (see ethsft/bench.py).")
+            "recompute (see ethsft/experiments/bench.py).")
     return "\n".join(head + tuple(rows)) + tail
 
 

@@ -256,7 +256,10 @@ def check_config(s: Settings, label: str) -> list[Check]:
     import torch
 
     from ethsft.model import embedded
-    from ethsft.planning.estimate import GPUS, detect_gpu, estimate_run, fit_verdict, model_shape
+    from ethsft.planning.advice import fit_verdict
+    from ethsft.planning.estimate import estimate_run
+    from ethsft.planning.hardware import GPUS, detect_gpu
+    from ethsft.planning.shapes import model_shape
 
     try:
         shape = model_shape(s)
@@ -296,7 +299,7 @@ def run_checks(settings: Settings | None = None, label: str = "") -> list[Check]
     model_bytes = None
     if settings is not None:
         try:
-            from ethsft.planning.estimate import model_shape
+            from ethsft.planning.shapes import model_shape
 
             model_bytes = model_shape(settings).total_params * 2
         except Exception:

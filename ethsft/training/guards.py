@@ -297,23 +297,12 @@ class OverfitWarning(TrainerCallback):
 
 
 def oom_advice(s) -> list[str]:
-    """The next concrete settings to try after CUDA OOM, in the guide's order: sequence length, accumulation
-    (smaller micro batch, same effective batch), LoRA rank, gradient checkpointing. Settings at their floor are
-    skipped."""
-    steps = []
-    if s.data.max_length > 512:
-        steps.append(f"--set data.max_length={max(512, s.data.max_length // 2)} (now {s.data.max_length})")
-    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
-    if micro > 1:
-        new_micro = micro // 2
-        steps.append(f"--batch-size {new_micro} --gradient-accumulation {accum * micro // new_micro} "
-                     f"(now {micro} x {accum}: same effective batch, less memory per step)")
-    if s.lora.r > 8:
-        steps.append(f"--set lora.r={s.lora.r // 2} --set lora.alpha={max(1, s.lora.alpha // 2)} "
-                     f"(now r={s.lora.r}, alpha={s.lora.alpha})")
-    if not s.optimization.gradient_checkpointing:
-        steps.append("--set optimization.gradient_checkpointing=true (now false)")
-    return steps
+    """The next concrete settings to try after CUDA OOM: the mildest step of each rung of the ladder ``ethsft
+    estimate`` also walks (ethsft.planning.advice: sequence length, smaller micro batch with the same effective
+    batch, LoRA rank, gradient checkpointing), as ``ethsft train`` arguments. Settings at their floor are skipped."""
+    from ethsft.planning.advice import format_sets, ladder
+
+    return [f"{format_sets(rung.options[0], train_flags=True)} ({rung.now})" for rung in ladder(s)]
 
 
 def oom_message(s, checkpoint: str | None, step: int | None) -> str:
