@@ -42,7 +42,7 @@ def _new_masks(work: Path, compile: int) -> bool:
     lora_b = [p for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_B" in n]
     n_items = torch.tensor(N_ITEMS, device="cuda")
     # lora_B starts at zero, so dropout shows in lora_B's gradient (through lora_A(dropout(x))), not in the loss
-    norms = [round(torch.autograd.grad(trainer.ethsft_graphs(inputs, n_items), lora_b)[0].float().norm().item(), 6)
+    norms = [round(torch.autograd.grad(trainer.graphed(inputs, n_items), lora_b)[0].float().norm().item(), 6)
              for _ in range(3)]
     differ = len(set(norms)) == 3
     print(f"dropout 0.3, compile {compile}, one row replayed 3 times, lora_B grad norms {norms}: "
@@ -61,7 +61,7 @@ def compiled(reference: Path) -> int:
     ok = True
     n_items = torch.tensor(N_ITEMS, device="cuda")
     for i, (inputs, eager, eager_grads) in enumerate(zip(ref["rows"], ref["losses"], ref["grads"])):
-        replay = trainer.ethsft_graphs({k: v.cuda() for k, v in inputs.items()}, n_items)
+        replay = trainer.graphed({k: v.cuda() for k, v in inputs.items()}, n_items)
         grads = torch.autograd.grad(replay, params)
         rel = max(((a.float().cpu() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-12)).item()
                   for a, b in zip(grads, eager_grads))
@@ -78,7 +78,7 @@ def main() -> int:
     ok = True
     work = Path(tempfile.mkdtemp(prefix="ethsft-graphs-"))
     trainer, done = _trainer(work, 0.0)
-    runner = trainer.ethsft_graphs
+    runner = trainer.graphed
     params = _trainable(trainer)
     rows = [trainer._prepare_inputs(b) for b, _ in zip(trainer.get_train_dataloader(), range(3))]
     n_items = torch.tensor(N_ITEMS, device="cuda")

@@ -1,6 +1,6 @@
 """`python -m ethsft.train` (what `accelerate launch -m ethsft.train` runs): the `ethsft train` command."""
 
-from ethsft.training.recipe import main
+from ethsft.cli.train import main
 
 if __name__ == "__main__":
     main()

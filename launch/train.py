@@ -2,7 +2,7 @@
     deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config configs/training_config.yaml --dataset data/datasets/ --output models/run-ds
 """
 
-from ethsft.training.recipe import main
+from ethsft.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
-INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"
+from ethsft.data.records import INSTRUCTION  # noqa: E402  (the one the package writes)
 
 
 @pytest.fixture(scope="session", autouse=True)

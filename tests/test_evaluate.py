@@ -234,17 +234,17 @@ def test_cli_evaluate_infer_merge(adapter_dir, small_dataset, tmp_path):
 
 
 def test_training_logs_intent_metrics_and_keeps_the_best_by_them(small_dataset, tmp_path):
-    """The wiring build_trainer needs: the mixin trainer class + attach(); metric_for_best_model names a metric."""
-    from ethsft.evaluation.callback import attach, intent_sft_trainer
+    """build_trainer's one trainer class logs intent metrics beside eval_loss; metric_for_best_model names one."""
     from ethsft.training.recipe import build_trainer
+    from ethsft.training.trainer import IntentSFTTrainer
 
     out = tmp_path / "run"
     s = tiny_settings(small_dataset, out, "training.max_steps=4", "logging.eval_accuracy_samples=3",
                       "logging.metric_for_best_model=eval_intent_field_accuracy")
     prepared = build_trainer(s)
     trainer = prepared.trainer
-    trainer.__class__ = intent_sft_trainer()  # stands in for build_trainer constructing this class itself
-    evaluator = attach(trainer, prepared.records["validation"], s.logging.eval_accuracy_samples)
+    assert type(trainer) is IntentSFTTrainer
+    evaluator = trainer.intent_evaluator
     trainer.train()
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert len(evals) == 2

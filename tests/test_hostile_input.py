@@ -129,7 +129,7 @@ def test_tokenizer_without_chat_template(tiny_model_path, tmp_path, capsys):
 def test_base_model_path_that_does_not_exist(small_dataset, tmp_path):
     from click.testing import CliRunner
 
-    from ethsft.training.recipe import main
+    from ethsft.cli.train import main
 
     missing = tmp_path / "no-such-model"
     result = CliRunner().invoke(main, ["--config", str(REPO / "configs" / "tiny_cpu.yaml"), "--dataset",
@@ -142,7 +142,7 @@ def test_base_model_path_that_does_not_exist(small_dataset, tmp_path):
 def test_malformed_dataset_fails_the_cli_with_file_and_line(small_dataset, tmp_path):
     from click.testing import CliRunner
 
-    from ethsft.training.recipe import main
+    from ethsft.cli.train import main
 
     bad = small_dataset / "validation.jsonl"
     bad.write_text(bad.read_text() + "not json\n", encoding="utf-8")

@@ -367,7 +367,7 @@ def test_remote_code_off_weights_from_safetensors_and_secrets_redacted_in_dry_ru
 
     from ethsft.config.schema import Settings, load_settings
     from ethsft.model.loading import load_model
-    from ethsft.training.recipe import main
+    from ethsft.cli.train import main
 
     assert Settings().model.trust_remote_code is False
     seen = {}

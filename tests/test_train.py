@@ -81,3 +81,14 @@ def test_cli_train_end_to_end(small_dataset, tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "already holds a finished run" in again.output
     assert CliRunner().invoke(cli, args + ["--overwrite"]).exit_code == 0
+
+
+def test_the_resume_command_repeats_how_the_run_was_started():
+    from ethsft.training.recipe import resume_command
+
+    assert resume_command(["/venv/lib/ethsft/__main__.py", "train", "--config", "c.yaml", "--overwrite"]) == (
+        "python -m ethsft train --config c.yaml --resume-from-checkpoint latest")
+    assert resume_command(["/venv/bin/ethsft", "train", "--resume-from-checkpoint", "x", "--output", "o"]) == (
+        "ethsft train --output o --resume-from-checkpoint latest")
+    assert resume_command(["launch/train.py", "--config", "c.yaml"]) == (
+        "python -m ethsft.train --config c.yaml --resume-from-checkpoint latest")

@@ -7,11 +7,11 @@ import warnings
 import click
 
 from ethsft.cli.bench import main as bench
-from ethsft.experiments.demo import main as demo
+from ethsft.cli.demo import main as demo
 from ethsft.cli.data import prepare, synth
 from ethsft.cli.evaluate import evaluate, infer, merge
 from ethsft.cli.ops import doctor, estimate, tune
-from ethsft.training.recipe import main as train
+from ethsft.cli.train import main as train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -18,7 +18,7 @@ import click
               help="Report prompt/completion lengths in Mistral tokens (sample of 2000 records).")
 def prepare(input_path, output_dir, split, seed, progress, token_stats):
     """Turn transactions into an instruction dataset (train/validation/test.jsonl)."""
-    from ethsft.eth.errors import DataError
+    from ethsft.data.records import DataError
     from ethsft.eth.prepare import check_split, format_summary
     from ethsft.eth.prepare import prepare as run
 

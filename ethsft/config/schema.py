@@ -45,15 +45,15 @@ optimization
                                   computes bf16 natively (AVX512-BF16, AMX): ~1.7x faster on SmolLM2-135M; the tiny
                                   test models run faster in float32
   use_liger_kernel [False]        true | false | auto (on where liger-kernel is installed and a GPU is present)
-  fast_path [False]               ethsft's fast path (ethsft/fastpath.py): packed rows attend per sample through
+  fast_path [False]               ethsft's fast path (ethsft/fastpath/): packed rows attend per sample through
                                   FlashAttention varlen, LoRA dropout keeps no copies, SwiGLU keeps half its
                                   activations (or Liger's), cuDNN SDPA off. Same math, less memory and time
   compile [False]                 with fast_path: torch.compile each decoder layer (fused elementwise kernels, far
                                   less Python per step, 4-bit NF4 weights dequantised inside the layer instead
-                                  of through bitsandbytes' ops: ethsft/nf4.py); the first steps pay the compilation.
+                                  of through bitsandbytes' ops: ethsft/fastpath/nf4.py); the first steps pay the compilation.
                                   With cuda_graphs the graphs replay the compiled layers (the 12GB preset)
   cuda_graphs [False]             with fast_path and packing on a GPU: every micro-batch padded to max_length tokens
-                                  and replayed as one CUDA graph forward and one backward (ethsft/graphs.py): no
+                                  and replayed as one CUDA graph forward and one backward (ethsft/fastpath/graphs.py): no
                                   host time per layer, so short rows (~2048 tokens, little activation memory) run
                                   at the GPU's speed. Logs the loss only (no token accuracy/entropy per step);
                                   one process (off, and said so, under DDP/DeepSpeed)

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from ethsft.data.formatting import REQUIRED_FIELDS, render
 
-SPLITS = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"}
+SPLITS = ("train", "validation", "test")  # each written and read as <name>.jsonl
+INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # what `ethsft prepare` writes
 
 
 class DataError(ValueError):
-    """A dataset problem, with file and line in the message."""
+    """A structural problem with an input file, a dataset or an option (fatal): the message names the file and,
+    where it applies, the row or line and the column. (Per-row value problems in `prepare` are not raised: they
+    go to rejects.jsonl.)"""
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -142,7 +145,7 @@ def split_paths(dataset_dir: str | Path) -> dict[str, Path]:
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root} (expected train.jsonl, validation.jsonl, test.jsonl; "
                         "make one with `ethsft prepare`)")
-    paths = {name: root / fname for name, fname in SPLITS.items() if (root / fname).exists()}
+    paths = {name: root / f"{name}.jsonl" for name in SPLITS if (root / f"{name}.jsonl").exists()}
     if "train" not in paths:
         raise DataError(f"{root}: no train.jsonl (expected train.jsonl, validation.jsonl, test.jsonl)")
     return paths

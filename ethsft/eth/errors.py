@@ -1,12 +1,4 @@
-"""Errors raised by the Ethereum data pipeline."""
-
-
-class DataError(ValueError):
-    """A structural problem with an input file or option (fatal).
-
-    The message names the file and, where it applies, the row and the column.
-    Per-row value problems are not raised: they go to ``rejects.jsonl``.
-    """
+"""Per-row errors of the Ethereum data pipeline (fatal ones are ``ethsft.data.records.DataError``)."""
 
 
 class RowError(ValueError):

@@ -13,7 +13,7 @@ Rules
   seed, whatever else is in the file, so re-running on a superset keeps old
   rows where they were.
 * **Duplicates** (a hash already kept) are dropped and counted.
-* **Fatal errors** (:class:`~ethsft.eth.errors.DataError`, nothing written):
+* **Fatal errors** (:class:`~ethsft.data.records.DataError`, nothing written):
   missing file, unknown extension, empty file, no data rows, missing required
   column, unreadable CSV/Parquet, a split that is not three fractions in
   [0, 1] summing to 1.
@@ -45,12 +45,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ethsft.eth.errors import DataError, RowError
+from ethsft.data.records import INSTRUCTION, SPLITS, DataError
+from ethsft.eth.errors import RowError
 from ethsft.eth.intent import ACTIONS, label
 from ethsft.eth.tx import REQUIRED, model_input, normalize
 
-INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"
-SPLITS = ("train", "validation", "test")
 TOKEN_SAMPLE = 2000
 
 
@@ -236,7 +235,7 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
     """Label, split and write ``train/validation/test.jsonl`` + ``rejects.jsonl``
     + ``prepare_summary.json`` into ``output_dir``; returns the summary dict.
 
-    Raises :class:`~ethsft.eth.errors.DataError` for structural problems."""
+    Raises :class:`~ethsft.data.records.DataError` for structural problems."""
     split = check_split(split)
     path = os.fspath(input_path)
     out = os.fspath(output_dir)

@@ -1,17 +1,6 @@
 """Intent accuracy during training: at each evaluation, generate on a fixed validation subset and log the
-scores beside eval_loss (``eval_intent_exact_match``, ...), where ``metric_for_best_model`` can name them.
-
-Why a Trainer mixin and not a ``TrainerCallback`` (transformers 5.17, ``Trainer.evaluate``)::
-
-    output = self.evaluation_loop(...)        # <- IntentMetricsMixin adds its metrics to output.metrics here
-    self.log(output.metrics)                  #    console, training_logs.txt, trackers, log_history
-    self.callback_handler.on_evaluate(..., output.metrics)
-    return output.metrics                     # -> _maybe_log_save_evaluate -> _determine_best_metric(metrics)
-
-A callback's ``on_evaluate`` runs after ``self.log``: whatever it adds to ``metrics`` does reach the best-model
-check (same dict), but never the log line, log_history or trackers, and ``EarlyStoppingCallback`` only sees it
-if registered after. Overriding ``evaluation_loop`` puts the metrics in before all of these, with no
-``compute_metrics`` (which would make the Trainer gather every eval logit).
+scores beside eval_loss (``eval_intent_exact_match``, ...), where ``metric_for_best_model`` can name them. The
+trainer (``ethsft.training.trainer.IntentSFTTrainer``) calls :class:`IntentEvaluator` from ``evaluation_loop``.
 """
 
 from __future__ import annotations
@@ -63,46 +52,3 @@ class IntentEvaluator:
         from ethsft.data.formatting import prompt_messages
 
         return prompt_messages(self.records[i], self.system_prompt)
-
-
-class IntentMetricsMixin:
-    """Mix in before a ``transformers.Trainer`` subclass; set ``intent_evaluator`` to turn it on."""
-
-    intent_evaluator: IntentEvaluator | None = None
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
-        if self.intent_evaluator is not None and description == "Evaluation":  # not predict()
-            model = self.accelerator.unwrap_model(self.model)
-            with self.accelerator.autocast():  # the same mixed precision as the eval forward passes
-                scores = self.intent_evaluator(model, self.accelerator)
-            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
-        return output
-
-
-def intent_sft_trainer():
-    """``SFTTrainer`` with :class:`IntentMetricsMixin` (built on call: importing trl is slow)."""
-    global _IntentSFTTrainer
-    if _IntentSFTTrainer is None:
-        from trl import SFTTrainer
-
-        _IntentSFTTrainer = type("IntentSFTTrainer", (IntentMetricsMixin, SFTTrainer), {})
-    return _IntentSFTTrainer
-
-
-_IntentSFTTrainer = None
-
-
-def attach(trainer, validation_records: Sequence[dict], samples: int, tokenizer=None,
-           system_prompt: str | None = None, batch_size: int | None = None, seed: int = 0):
-    """Turn intent metrics on for a trainer built from :func:`intent_sft_trainer` (no-op when ``samples`` is 0)."""
-    if not samples or not validation_records:
-        return None
-    if not isinstance(trainer, IntentMetricsMixin):
-        raise TypeError("intent metrics need the trainer class from ethsft.evaluation.callback.intent_sft_trainer()")
-    trainer.intent_evaluator = IntentEvaluator(
-        validation_records, tokenizer or trainer.processing_class, samples, system_prompt,
-        batch_size or max(8, trainer.args.per_device_eval_batch_size), seed=seed)
-    return trainer.intent_evaluator

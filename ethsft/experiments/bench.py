@@ -237,7 +237,7 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
         "train_loss_last": next((h.get("train_loss") for h in reversed(trainer.state.log_history)
                                  if "train_loss" in h), None),
     }
-    graphed = getattr(trainer, "ethsft_graphs", None)
+    graphed = getattr(trainer, "graphed", None)
     if graphed is not None:
         res["cuda_graphs"] = {"replays": graphed.replays, "eager": graphed.eager,
                               "shape": vars(graphed.shape)}

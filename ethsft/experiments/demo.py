@@ -44,15 +44,8 @@ def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple
     return settings
 
 
-@click.command("demo")
-@click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
-@click.option("--rows", default=300, show_default=True, help="Synthetic transactions to generate.")
-@click.option("--config", "config_path", default=None,
-              help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
-@click.option("--eval-samples", default=20, show_default=True, help="Test records scored before and after.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
-def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
+def run_demo(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int,
+             sets: tuple[str, ...]) -> None:
     """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
     from ethsft.eth.prepare import prepare
     from ethsft.config.hf import resolve_precision

@@ -71,9 +71,7 @@ def prepare_trainer(trainer, budget_gib: float | None, compile: bool = False, gr
     if budget_gib:
         done["checkpointing"] = fit_checkpointing(trainer, budget_gib)
     if graph_rows:
-        from ethsft.fastpath.graphs import use_cuda_graphs
-
-        trainer.ethsft_graphs = use_cuda_graphs(trainer, graph_rows)
+        trainer.use_cuda_graphs(graph_rows)  # training.trainer.IntentSFTTrainer holds the hooks
         done["cuda_graph_rows"] = graph_rows
     trainer.ethsft_fast_path = done
     return done

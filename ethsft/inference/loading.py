@@ -17,11 +17,11 @@ import torch
 from ethsft.model import embedded
 from ethsft.config.schema import ConfigError, Settings, apply_mapping, notice
 from ethsft.data.formatting import prompt_messages
+from ethsft.data.records import INSTRUCTION
+from ethsft.training.reporting import SUMMARY_FILE  # written by `ethsft train`: the settings the adapter had
 
-INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # as ethsft.eth.prepare writes it
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-RUN_SUMMARY = "run_summary.json"  # written by `ethsft train`; holds the settings the adapter was trained with
 DECODED_COLUMNS = ("hash", "from_address", "to_address", "input")  # a decoded.csv row, not a prepared input
 
 
@@ -43,7 +43,7 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 def training_settings(path: str | Path) -> Settings | None:
     """The settings a training run wrote beside its adapter (run_summary.json), or None."""
-    summary = Path(path) / RUN_SUMMARY
+    summary = Path(path) / SUMMARY_FILE
     if not summary.is_file():
         return None
     try:

@@ -1,13 +1,6 @@
-"""Training-time safety: atomic checkpoints, stop-on-signal, stop-on-NaN, the overfitting warning, and the
-next setting to try after CUDA out of memory.
-
-Why a Trainer mixin for checkpoints (transformers 5.17, ``Trainer._save_checkpoint``): the Trainer writes
-``checkpoint-N`` in place (model, optimizer, scheduler, RNG, then ``trainer_state.json``), so a kill -9 mid-save
-leaves a folder that looks like a checkpoint. :class:`RobustTrainerMixin` writes ``.tmp-checkpoint-N`` and
-renames it to ``checkpoint-N`` once every process has finished writing (DeepSpeed writes its shards from every
-rank); rotation (``save_total_limit``, which globs ``checkpoint-*``) and ``best_model_checkpoint`` only ever
-see complete folders. ``outputs.COMPLETE_MARKER`` stays as a second guard for folders from other tools.
-"""
+"""Training-time safety around the trainer: publishing complete checkpoints, stop-on-signal, stop-on-NaN, the
+overfitting warning, and the next setting to try after CUDA out of memory. The trainer that writes the
+checkpoints is :class:`ethsft.training.trainer.IntentSFTTrainer`."""
 
 from __future__ import annotations
 
@@ -31,101 +24,6 @@ class TrainingStopped(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-# --------------------------------------------------------------------------------------------------------------
-# atomic checkpoints + non-finite loss detection
-
-
-class RobustTrainerMixin:
-    """Mix in first, before ``SFTTrainer`` (or the intent-metrics trainer)."""
-
-    nonfinite: tuple[int, float] | None = None  # (step, loss) of the first non-finite training loss
-    last_checkpoint: str | None = None
-    _step_losses: list | None = None
-
-    def training_step(self, *args, **kwargs):
-        loss = super().training_step(*args, **kwargs)
-        # transformers' logging_nan_inf_filter hides a NaN step in the logged average: look at each micro-batch
-        # here, on the device (reading it now would wait for the GPU every micro-batch); ``check_nonfinite``
-        # reads them once a step
-        if self.nonfinite is None:
-            if self._step_losses is None:
-                self._step_losses = []
-            self._step_losses.append(loss.detach().float().reshape(-1).clone())
-        return loss
-
-    def check_nonfinite(self) -> tuple[int, float] | None:
-        """The first non-finite micro-batch loss of the step that just ended, as (step, loss); None if all were
-        finite. Sets ``nonfinite``."""
-        if self.nonfinite is None and self._step_losses:
-            losses = torch.cat(self._step_losses)
-            self._step_losses = None
-            bad = (~torch.isfinite(losses)).nonzero()
-            if len(bad):
-                self.nonfinite = (self.state.global_step, float(losses[bad[0, 0]]))
-        return self.nonfinite
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Resume with the adapter in the dtype it trained in. TRL keeps QLoRA adapters in bf16, but PEFT's
-        ``load_adapter`` (autocast_adapter_dtype) reloads them in fp32: without this the resumed run trains at
-        another precision and its losses drift from the uninterrupted run's. The optimizer is created after this
-        (non-DeepSpeed path), so it sees the restored parameters."""
-        target = model if model is not None else self.model
-        dtypes = {n: p.dtype for n, p in target.named_parameters() if p.requires_grad}
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        for name, param in target.named_parameters():
-            if name in dtypes and param.dtype != dtypes[name]:
-                param.data = param.data.to(dtypes[name])
-
-    def _save_checkpoint(self, model, trial):
-        """transformers 5.17's ``Trainer._save_checkpoint``, written to ``.tmp-checkpoint-N`` then renamed."""
-        from transformers.trainer_callback import ExportableState
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
-        from transformers.trainer import TRAINER_STATE_NAME
-
-        if hasattr(self, "create_model_card"):  # what TRL's SFTTrainer._save_checkpoint adds
-            name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
-            self.create_model_card(model_name=name)
-
-        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
-        run_dir = self._get_output_dir(trial=trial)
-        final = os.path.join(run_dir, folder)
-        tmp = os.path.join(run_dir, TMP_PREFIX + folder)
-        if self.args.should_save and os.path.exists(tmp):
-            shutil.rmtree(tmp)  # left by a process killed while saving
-        self.accelerator.wait_for_everyone()
-
-        self.save_model(tmp, _internal_call=True)
-        if self.state.best_global_step:
-            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
-            if os.path.exists(best) or self.state.best_global_step == self.state.global_step:
-                self.state.best_model_checkpoint = best  # the name it has once complete
-        if not self.args.save_only_model:
-            self._save_optimizer_and_scheduler(tmp)
-            self._save_scaler(tmp)
-            self._save_rng_state(tmp)
-        if self.args.should_save:
-            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
-                name = cb.__class__.__name__
-                if isinstance(self.state.stateful_callbacks.get(name), list):
-                    self.state.stateful_callbacks[name].append(cb.state())
-                else:
-                    self.state.stateful_callbacks[name] = cb.state()
-            self.state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
-
-        self.accelerator.wait_for_everyone()  # every rank (DeepSpeed shards) has written into tmp
-        if self.args.should_save:
-            publish(tmp, final)
-        self.accelerator.wait_for_everyone()
-        self.last_checkpoint = final
-        if self.args.push_to_hub:
-            self._push_from_checkpoint(final)
-        if self.args.should_save:
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
 
 def publish(tmp: str, final: str) -> None:
@@ -160,17 +58,6 @@ def _fsync(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def robust_trainer_class(base):
-    """``base`` (SFTTrainer or the intent-metrics trainer) with :class:`RobustTrainerMixin` first in the MRO."""
-    cached = _CLASSES.get(base)
-    if cached is None:
-        cached = _CLASSES[base] = type(f"Robust{base.__name__}", (RobustTrainerMixin, base), {})
-    return cached
-
-
-_CLASSES: dict = {}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ethsft.cli.data import prepare as prepare_cmd
 from ethsft.cli.data import synth as synth_cmd
-from ethsft.eth.errors import DataError
+from ethsft.data.records import DataError
 from ethsft.eth.intent import ACTIONS, dumps
 from ethsft.eth.prepare import INSTRUCTION, SPLITS, prepare, split_of
 from ethsft.eth.synth import generate_rows, write_rows

@@ -1,0 +1,113 @@
+"""`ethsft train`: the one training command, for every launcher:
+
+    ethsft train --config configs/training_config.yaml --dataset data/datasets/ --output models/run1
+    python -m ethsft.train --config ...                                  # same flags
+    accelerate launch --config_file launch/zero2.yaml -m ethsft.train --config ...
+    deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config ...
+"""
+
+from __future__ import annotations
+
+import click
+
+from ethsft.config.schema import ConfigError, Settings, load_settings
+from ethsft.data.records import DataError
+from ethsft.training.guards import TrainingStopped
+from ethsft.training.recipe import run
+
+# Guide flag -> schema key. Everything else goes through --set section.key=value.
+FLAG_KEYS = {
+    "dataset": "data.dataset_dir",
+    "output": "training.output_dir",
+    "base_model": "model.base_model",
+    "num_epochs": "training.num_train_epochs",
+    "learning_rate": "training.learning_rate",
+    "batch_size": "training.per_device_train_batch_size",
+    "gradient_accumulation": "training.gradient_accumulation_steps",
+}
+
+
+def train_options(f):
+    """The guide's flags, shared by `ethsft train` and `python -m ethsft.train`."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="YAML config (sections model, lora, quantization, training, data, optimization, logging)."),
+        click.option("--dataset", default=None, help="Folder with train.jsonl, validation.jsonl[, test.jsonl]."),
+        click.option("--output", default=None, help="Output folder for checkpoints, adapter, logs."),
+        click.option("--base-model", default=None, help="Hub id or local path of the base model."),
+        click.option("--num-epochs", type=float, default=None),
+        click.option("--learning-rate", type=float, default=None),
+        click.option("--batch-size", type=int, default=None, help="Micro batch per device."),
+        click.option("--gradient-accumulation", type=int, default=None),
+        click.option("--resume-from-checkpoint", default=None,
+                     help="A checkpoint folder, or 'latest' for the newest complete one in --output."),
+        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override any config key, e.g. --set lora.r=32 (repeatable)."),
+        click.option("--overwrite", is_flag=True, help="Train into an output folder that holds a finished run."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
+        click.option("--deepspeed", "deepspeed_config", default=None,
+                     help="A DeepSpeed JSON (as the `deepspeed` launcher passes it); with --num-processes also "
+                          "zero2, zero3 or ddp, naming a file in launch/."),
+        click.option("--num-processes", type=int, default=None,
+                     help="Hand over to `accelerate launch` with this many processes (GPUs)."),
+        click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
+    overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
+    if overwrite:
+        overrides["training.overwrite"] = True
+    return load_settings(config_path, overrides, sets)
+
+
+@click.command("train")
+@train_options
+def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, num_processes, local_rank,
+         **flags):
+    """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
+    from ethsft.config.hf import describe
+    from ethsft.training.launcher import accelerate_command, inside_launcher, strip_launch_flags
+
+    if num_processes and not inside_launcher():
+        import os
+        import sys
+
+        try:
+            settings_from_cli(config_path, sets, overwrite, **flags)  # fail on a bad config before spawning
+            given = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]  # `ethsft train` or `-m ethsft.train`
+            cmd = accelerate_command(num_processes, deepspeed_config, strip_launch_flags(given))
+        except (ConfigError, ValueError, FileNotFoundError) as e:
+            raise click.UsageError(str(e)) from None
+        click.echo(f"ethsft: {'would hand' if dry_run else 'handing'} over to: " + " ".join(cmd), err=True)
+        if not dry_run:
+            os.execvp(cmd[0], cmd)
+
+    try:
+        settings = settings_from_cli(config_path, sets, overwrite, **flags)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    if dry_run:
+        import yaml
+
+        from ethsft.training.reporting import redact_text, run_environment
+
+        env = run_environment()
+        text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
+        click.echo(redact_text(text))
+        return
+    try:
+        run(settings, resume_from_checkpoint, deepspeed_config)
+    except (ConfigError, DataError) as e:
+        raise click.ClickException(str(e)) from None
+    except TrainingStopped as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(e.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The one trainer ethsft runs: TRL's ``SFTTrainer`` with what a long QLoRA run needs.
+
+* **Complete checkpoints only** (transformers 5.17, ``Trainer._save_checkpoint``): the Trainer writes
+  ``checkpoint-N`` in place (model, optimizer, scheduler, RNG, then ``trainer_state.json``), so a kill -9 mid-save
+  leaves a folder that looks like a checkpoint. Here ``.tmp-checkpoint-N`` is written and renamed to
+  ``checkpoint-N`` once every process has finished (DeepSpeed writes shards from every rank); rotation
+  (``save_total_limit``) and ``best_model_checkpoint`` only ever see complete folders.
+* **Resume in the adapter's own dtype**, and **non-finite losses** caught per micro-batch (``guards.StopGuard``
+  stops on them).
+* **Intent accuracy at each evaluation** (``track_intent_accuracy``): generated on a fixed validation subset and
+  logged beside ``eval_loss``. Why ``evaluation_loop`` and not a callback (``Trainer.evaluate``)::
+
+      output = self.evaluation_loop(...)        # <- the intent metrics join output.metrics here
+      self.log(output.metrics)                  #    console, training_logs.txt, trackers, log_history
+      self.callback_handler.on_evaluate(..., output.metrics)
+      return output.metrics                     # -> _determine_best_metric(metrics)
+
+  A callback's ``on_evaluate`` runs after ``self.log``: its metrics never reach the log line or trackers.
+* **CUDA-graphed training steps** (``use_cuda_graphs``, the fast path's ``optimization.cuda_graphs``): the loss
+  of each packed row is replayed by ``fastpath.graphs.GraphedLoss``, and the host stops waiting for the GPU
+  between micro-batches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+from trl import SFTTrainer
+
+from ethsft.training.guards import TMP_PREFIX, publish
+
+
+class IntentSFTTrainer(SFTTrainer):
+    nonfinite: tuple[int, float] | None = None  # (step, loss) of the first non-finite training loss
+    last_checkpoint: str | None = None
+    intent_evaluator = None  # an evaluation.callback.IntentEvaluator, set by track_intent_accuracy
+    graphed = None  # a fastpath.graphs.GraphedLoss, set by use_cuda_graphs
+    _step_losses: list | None = None
+
+    # --- intent accuracy ----------------------------------------------------------------------------------
+
+    def track_intent_accuracy(self, records, samples: int, system_prompt: str | None = None, seed: int = 0):
+        """Generate on ``samples`` of the validation ``records`` at each evaluation (no-op when 0 or no records)."""
+        from ethsft.evaluation.callback import IntentEvaluator
+
+        if samples and records:
+            self.intent_evaluator = IntentEvaluator(records, self.processing_class, samples, system_prompt,
+                                                    max(8, self.args.per_device_eval_batch_size), seed=seed)
+        return self.intent_evaluator
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if self.intent_evaluator is not None and description == "Evaluation":  # not predict()
+            model = self.accelerator.unwrap_model(self.model)
+            with self.accelerator.autocast():  # the same mixed precision as the eval forward passes
+                scores = self.intent_evaluator(model, self.accelerator)
+            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
+        return output
+
+    # --- CUDA-graphed steps -------------------------------------------------------------------------------
+
+    def use_cuda_graphs(self, rows: int):
+        """Route the training loss through ``GraphedLoss`` (evaluation, and rows that do not fit, stay on TRL's
+        ``compute_loss``); returns the runner, whose ``replays``/``eager`` count what ran. Batches then go to the GPU
+        asynchronously (from pinned memory), tokens seen are counted on the host (one process), and the NaN/inf
+        filter of the logged loss (a read of every micro-batch's loss) is off: ``guards.StopGuard`` stops on a
+        non-finite loss itself."""
+        from ethsft.fastpath.graphs import GraphedLoss, row_shape
+
+        self.graphed = GraphedLoss(self, row_shape(rows, self.train_dataset))
+        self.args.logging_nan_inf_filter = False
+        return self.graphed
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.graphed is not None and model.training and not return_outputs and torch.is_grad_enabled():
+            loss = self.graphed(inputs, num_items_in_batch)
+            if loss is not None:
+                return loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+    def _prepare_inputs(self, inputs):
+        if self.graphed is not None and isinstance(inputs, dict):
+            inputs = {k: v.to(self.args.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in inputs.items()}
+        return super()._prepare_inputs(inputs)
+
+    def _track_num_input_tokens(self, inputs):
+        """transformers' own sends the count to the GPU and reads it back, a wait per micro-batch: graphed runs
+        count on the host."""
+        ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        if (self.graphed is None or self.args.world_size > 1 or ids is None or ids.is_cuda
+                or "attention_mask" in inputs):
+            return super()._track_num_input_tokens(inputs)
+        pad = getattr(self.processing_class, "pad_token_id", None)
+        mode = self.args.include_num_input_tokens_seen
+        if mode in ("all", True) or (mode == "non_padding" and pad is None):
+            self.state.num_input_tokens_seen += ids.numel()
+        elif mode == "non_padding":
+            self.state.num_input_tokens_seen += int((ids != pad).sum())
+
+    # --- non-finite losses, resume, complete checkpoints ----------------------------------------------------
+
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        # transformers' logging_nan_inf_filter hides a NaN step in the logged average: look at each micro-batch
+        # here, on the device (reading it now would wait for the GPU every micro-batch); ``check_nonfinite``
+        # reads them once a step
+        if self.nonfinite is None:
+            if self._step_losses is None:
+                self._step_losses = []
+            self._step_losses.append(loss.detach().float().reshape(-1).clone())
+        return loss
+
+    def check_nonfinite(self) -> tuple[int, float] | None:
+        """The first non-finite micro-batch loss of the step that just ended, as (step, loss); None if all were
+        finite. Sets ``nonfinite``."""
+        if self.nonfinite is None and self._step_losses:
+            losses = torch.cat(self._step_losses)
+            self._step_losses = None
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                self.nonfinite = (self.state.global_step, float(losses[bad[0, 0]]))
+        return self.nonfinite
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume with the adapter in the dtype it trained in. TRL keeps QLoRA adapters in bf16, but PEFT's
+        ``load_adapter`` (autocast_adapter_dtype) reloads them in fp32: without this the resumed run trains at
+        another precision and its losses drift from the uninterrupted run's. The optimizer is created after this
+        (non-DeepSpeed path), so it sees the restored parameters."""
+        target = model if model is not None else self.model
+        dtypes = {n: p.dtype for n, p in target.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, param in target.named_parameters():
+            if name in dtypes and param.dtype != dtypes[name]:
+                param.data = param.data.to(dtypes[name])
+
+    def _save_checkpoint(self, model, trial):
+        """transformers 5.17's ``Trainer._save_checkpoint``, written to ``.tmp-checkpoint-N`` then renamed."""
+        from transformers.trainer_callback import ExportableState
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        if hasattr(self, "create_model_card"):  # what TRL's SFTTrainer._save_checkpoint adds
+            name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
+            self.create_model_card(model_name=name)
+
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = self._get_output_dir(trial=trial)
+        final = os.path.join(run_dir, folder)
+        tmp = os.path.join(run_dir, TMP_PREFIX + folder)
+        if self.args.should_save and os.path.exists(tmp):
+            shutil.rmtree(tmp)  # left by a process killed while saving
+        self.accelerator.wait_for_everyone()
+
+        self.save_model(tmp, _internal_call=True)
+        if self.state.best_global_step:
+            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+            if os.path.exists(best) or self.state.best_global_step == self.state.global_step:
+                self.state.best_model_checkpoint = best  # the name it has once complete
+        if not self.args.save_only_model:
+            self._save_optimizer_and_scheduler(tmp)
+            self._save_scaler(tmp)
+            self._save_rng_state(tmp)
+        if self.args.should_save:
+            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+                name = cb.__class__.__name__
+                if isinstance(self.state.stateful_callbacks.get(name), list):
+                    self.state.stateful_callbacks[name].append(cb.state())
+                else:
+                    self.state.stateful_callbacks[name] = cb.state()
+            self.state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
+
+        self.accelerator.wait_for_everyone()  # every rank (DeepSpeed shards) has written into tmp
+        if self.args.should_save:
+            publish(tmp, final)
+        self.accelerator.wait_for_everyone()
+        self.last_checkpoint = final
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
