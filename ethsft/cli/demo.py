@@ -9,7 +9,7 @@ from ethsft.experiments.demo import run_demo
 
 @click.command("demo")
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
-@click.option("--rows", default=300, show_default=True, help="Synthetic transactions to generate.")
+@click.option("--rows", default=280, show_default=True, help="Synthetic transactions to generate.")
 @click.option("--config", "config_path", default=None,
               help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
 @click.option("--eval-samples", default=20, show_default=True, help="Test records scored before and after.")
