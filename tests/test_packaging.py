@@ -24,27 +24,38 @@ def installed_wheel(tmp_path_factory):
     return tmp / "site"
 
 
-def ethsft(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site))  # ahead of the editable install's finder
-    return subprocess.run([sys.executable, "-m", "ethsft", *args], cwd=cwd, env=env, capture_output=True, text=True)
+# one process for every command (each process pays the torch and transformers imports)
+COMMANDS = """
+import json, sys
+from click.testing import CliRunner
+import ethsft
+from ethsft.cli import cli
+
+config, dataset, output = sys.argv[1:4]
+runs = {name: CliRunner().invoke(cli, args) for name, args in {
+    "demo": ["demo", "--help"], "bench": ["bench", "--help"],
+    "train": ["train", "--config", config, "--dataset", dataset, "--output", output, "--num-processes", "2",
+              "--dry-run"]}.items()}
+print(json.dumps({"package": ethsft.__file__, **{name: [r.exit_code, r.output + getattr(r, "stderr", "")]
+                                                    for name, r in runs.items()}}))
+"""
 
 
 def test_the_wheel_runs_demo_bench_and_a_packaged_preset_away_from_the_checkout(installed_wheel, tmp_path,
                                                                                 small_dataset):
+    import json
+
     shipped = installed_wheel / "ethsft" / "presets"
     assert not (shipped / "configs").is_symlink()  # copies, not the checkout's links
     assert (shipped / "configs" / "demo_cpu.yaml").is_file() and (shipped / "launch" / "zero2.yaml").is_file()
     assert (shipped / "deepspeed" / "zero2.json").is_file()
-    where = ethsft(installed_wheel, tmp_path, "--help")
-    assert where.returncode == 0, where.stderr
-    for args in (("demo", "--help"), ("bench", "--help")):
-        done = ethsft(installed_wheel, tmp_path, *args)
-        assert done.returncode == 0, done.stderr
-    config = shipped / "configs" / "tiny_cpu.yaml"
-    done = ethsft(installed_wheel, tmp_path, "train", "--config", str(config), "--dataset", str(small_dataset),
-                  "--output", str(tmp_path / "run"), "--num-processes", "2", "--dry-run")
+    done = subprocess.run([sys.executable, "-c", COMMANDS, str(shipped / "configs" / "tiny_cpu.yaml"),
+                           str(small_dataset), str(tmp_path / "run")], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(installed_wheel)))  # ahead of the editable install
     assert done.returncode == 0, done.stderr
-    assert str(shipped / "launch" / "ddp.yaml") in done.stdout + done.stderr
-    probe = subprocess.run([sys.executable, "-c", "import ethsft; print(ethsft.__file__)"], cwd=tmp_path,
-                           env=dict(os.environ, PYTHONPATH=str(installed_wheel)), capture_output=True, text=True)
-    assert probe.stdout.strip() == str(installed_wheel / "ethsft" / "__init__.py")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["package"] == str(installed_wheel / "ethsft" / "__init__.py")
+    assert out["demo"][0] == 0 and "Fetch a real chat model" in out["demo"][1]
+    assert out["bench"][0] == 0
+    assert out["train"][0] == 0, out["train"][1]
+    assert str(shipped / "launch" / "ddp.yaml") in out["train"][1]
