@@ -7,11 +7,14 @@ see :mod:`ethsft.eth.intent`).
 
 Rules
 -----
-* **Split by hash.** ``bucket = blake2b(tx_hash, key="ethsft-split:<seed>")``
-  read as a fraction in [0, 1): ``< train`` -> train, ``< train+validation`` ->
-  validation, else test.  A hash always lands in the same split for a given
-  seed, whatever else is in the file, so re-running on a superset keeps old
-  rows where they were.
+* **Split by content.** ``bucket = blake2b(input, key="ethsft-split:<seed>")``
+  of the model input (the compact transaction JSON, stripped, lower-case) read
+  as a fraction in [0, 1): ``< train`` -> train, ``< train+validation`` ->
+  validation, else test.  Transactions with identical inputs (a bot's repeats,
+  the same wallet re-approving the same router) always land in one split, so
+  the test split never holds an input the model trained on; and an input
+  lands in the same split for a given seed whatever else is in the file, so
+  re-running on a superset keeps old rows where they were.
 * **Duplicates** (a hash already kept) are dropped and counted.
 * **Fatal errors** (:class:`~ethsft.data.records.DataError`, nothing written):
   missing file, unknown extension, empty file, no data rows, missing required
@@ -76,15 +79,15 @@ def _split_key(seed: int) -> bytes:
     return f"ethsft-split:{seed}".encode()
 
 
-def bucket(tx_hash: str, seed: int = 0) -> float:
-    """The keyed-hash bucket in [0, 1) of a (0x, any case) transaction hash."""
-    d = hashlib.blake2b(tx_hash.strip().lower().encode(), digest_size=8, key=_split_key(seed)).digest()
+def bucket(text: str, seed: int = 0) -> float:
+    """The keyed-hash bucket in [0, 1) of ``text`` (a model input; stripped and lower-cased first)."""
+    d = hashlib.blake2b(text.strip().lower().encode(), digest_size=8, key=_split_key(seed)).digest()
     return int.from_bytes(d, "big") / 2**64
 
 
-def split_of(tx_hash: str, seed: int = 0, split=(0.7, 0.15, 0.15)) -> str:
-    """Which split a transaction hash goes to."""
-    b = bucket(tx_hash, seed)
+def split_of(model_input: str, seed: int = 0, split=(0.7, 0.15, 0.15)) -> str:
+    """Which split a transaction goes to, by its model input (the record's ``input``)."""
+    b = bucket(model_input, seed)
     if b < split[0]:
         return "train"
     if b < split[0] + split[1]:
@@ -337,7 +340,8 @@ def _run(path, rows, files, split, seed, progress, count_tokens) -> dict:
                 reject(row_no, f"record: internal error {type(e).__name__}: {e}", h if isinstance(h, str) else None)
                 continue
             seen.add(k)
-            s = "train" if k < t_train else ("validation" if k < t_val else "test")
+            ks = int.from_bytes(blake2b(inp.strip().lower().encode(), digest_size=8, key=key).digest(), "big")
+            s = "train" if ks < t_train else ("validation" if ks < t_val else "test")
             out = compact(intent)  # label() builds keys in KEY_ORDER already (tested)
             writers[s]('{"instruction":' + instr_json + ',"input":' + quote(inp) + ',"output":' + quote(out) + "}\n")
             per_split[s] += 1

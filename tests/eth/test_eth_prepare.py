@@ -50,6 +50,13 @@ def run(inp, out, **kw):
     return prepare(inp, out, **kw)
 
 
+def input_of(row) -> str:
+    """The record ``input`` prepare writes for a decoded row (what the split is keyed on)."""
+    from ethsft.eth.tx import model_input, normalize
+
+    return json.dumps(model_input(normalize(row)), separators=(",", ":"), ensure_ascii=False)
+
+
 @pytest.fixture(scope="module")
 def synth_1200():
     return list(generate_rows(1200, seed=5))
@@ -63,7 +70,7 @@ def test_synth_prepare_round_trip(tmp_path, synth_1200, ext):
     out = tmp_path / "ds"
     s = run(inp, out, seed=3)
     assert (s["rows_read"], s["kept"], s["duplicates"], s["rejected"]) == (1200, 1200, 0, 0)
-    expected = {name: [r for r in rows if split_of(r["hash"], 3) == name] for name in SPLITS}
+    expected = {name: [r for r in rows if split_of(input_of(r), 3) == name] for name in SPLITS}
     for name in SPLITS:
         recs = read(out, f"{name}.jsonl")
         assert len(recs) == len(expected[name]) == s["splits"][name]
@@ -80,7 +87,7 @@ def test_synth_prepare_round_trip(tmp_path, synth_1200, ext):
                                        "validation.jsonl"]
 
 
-def test_split_is_by_hash_and_stable_on_a_superset(tmp_path, synth_1200):
+def test_split_is_by_content_and_stable_on_a_superset(tmp_path, synth_1200):
     def assignment(out):
         got = {}
         for name in SPLITS:
@@ -98,7 +105,7 @@ def test_split_is_by_hash_and_stable_on_a_superset(tmp_path, synth_1200):
     # another seed moves rows, deterministically
     s = run(big, tmp_path / "o3", seed=1)
     assert sum(a2[k] != v for k, v in assignment(tmp_path / "o3").items()) > 200
-    assert s["splits"] == {n: sum(split_of(r["hash"], 1) == n for r in big_rows) for n in SPLITS}
+    assert s["splits"] == {n: sum(split_of(input_of(r), 1) == n for r in big_rows) for n in SPLITS}
     # the proportions follow --split
     s = run(big, tmp_path / "o4", split=(0.5, 0.5, 0.0))
     assert s["splits"]["test"] == 0 and 500 < s["splits"]["train"] < 700
@@ -289,3 +296,22 @@ def test_the_v3_unknown_mix_has_more_v3_swaps_and_unregistered_tokens():
     v3_hard, mc_hard = shares("v3-unknown")
     assert v3_hard > 2 * v3_default and mc_hard > 3 * mc_default
     assert list(generate_rows(5, 3)) == list(generate_rows(5, 3, "default"))
+
+
+def test_identical_inputs_never_land_in_two_splits(tmp_path):
+    """`synth --rows 3000 --seed 7` repeats a few transactions' content under new hashes (the same wallet's
+    unlimited approve to the same router, say): each such input stays in one split."""
+    from collections import defaultdict
+
+    src = tmp_path / "decoded.csv"
+    write_rows(src, generate_rows(3000, seed=7))
+    summary = run(src, tmp_path / "ds", seed=0, split=(0.7, 0.15, 0.15))
+    where = defaultdict(set)
+    count = defaultdict(int)
+    for name in SPLITS:
+        for rec in read(tmp_path / "ds", f"{name}.jsonl"):
+            where[rec["input"]].add(name)
+            count[rec["input"]] += 1
+    assert any(n > 1 for n in count.values())  # the data does repeat content
+    assert all(len(splits) == 1 for splits in where.values())
+    assert summary["kept"] + summary["duplicates"] + summary["rejected"] == summary["rows_read"] == 3000
