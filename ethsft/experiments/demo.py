@@ -38,7 +38,7 @@ def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple
         if chosen:
             raise click.ClickException(str(e)) from None
         settings = load_settings(OFFLINE_CONFIG, overrides, sets)
-        notice(f"offline ({str(e).split(': ', 2)[-1].split('. ')[0]}): the demo trains "
+        notice(f"offline ({e.reason}): the demo trains "
                f"{settings.model.base_model} (random weights) instead, which shows the path, not accuracy")
         resolve(settings.model.base_model)
     return settings

