@@ -18,6 +18,12 @@ def test_parse_modes():
         bench.parse_modes("z")
     with pytest.raises(ValueError):
         bench.parse_modes("b:colour=red")
+    preset = dict(bench.parse_modes("16gb.yaml,80gb.yaml"))
+    assert preset["16gb.yaml"]["card"] == 16 and preset["80gb.yaml"]["card"] == 80
+    with pytest.raises(ValueError, match="a preset takes only rows, batch, accum, card"):
+        bench.parse_modes("16gb.yaml:attn=sdpa")
+    with pytest.raises(ValueError, match="unknown preset 'nope.yaml'; the shipped presets: 16gb.yaml, 24gb.yaml"):
+        bench.parse_modes("nope.yaml")
 
 
 def test_flops_formula():
@@ -33,7 +39,7 @@ def test_flops_formula():
 
 
 # a' with sdpa: flex_attention has no CPU backward. Short rows: the tiny model's 32k-vocab logits dominate on CPU.
-MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1"
+MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1,16gb.yaml:accum=1;rows=512"
 
 
 def test_bench_tiny_cpu(tmp_path, ethsft_cache):
@@ -59,3 +65,9 @@ def test_bench_tiny_cpu(tmp_path, ethsft_cache):
     assert modes["b:rows=512;ckpt=1"]["checkpointing"]["checkpointed"] == 1
     assert modes["b:rows=512;ckpt=1"]["vs_a"] and modes["b:rows=512;ckpt=1"]["vs_a_prime"]
     assert "| mode |" in res.output and report["summary"]["b_over_a_prime"]
+    # a preset trains as shipped but for the knobs given (16gb.yaml: 2 unpacked samples a micro-batch, every layer
+    # checkpointed, TRL's path) and each mode carries its card's cap: the card's memory minus the CUDA context
+    p = modes["16gb.yaml:accum=1;rows=512"]
+    assert p["knobs"]["rows"] == 512 and p["knobs"]["path"] == "trl" and p["checkpointing"]["checkpointed"] == 2
+    assert p["knobs"]["given"] == {"accum": 1, "rows": 512}
+    assert p["cap_gib"] == 15.5 and modes["a"]["cap_gib"] == 11.5

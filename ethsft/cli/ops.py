@@ -24,13 +24,16 @@ def _settings(config_path, sets, overrides=None):
 @click.command("doctor")
 @_config
 @_sets
-def doctor(config_path, sets):
+@click.option("--card", type=float, default=None,
+              help="Judge the config as on a card of this many GB: PyTorch capped at it minus 0.5 GiB of CUDA "
+                   "context (e.g. --card 12 on an 80 GB GPU: 11.5 GiB).")
+def doctor(config_path, sets, card):
     """Check Python, torch, CUDA, GPU, bitsandbytes 4-bit, kernels, DeepSpeed, disk, HF token, trackers;
     with --config, whether that run fits this GPU. Exit code 1 when something required is broken."""
     from ethsft.planning.doctor import exit_code, render, run_checks
 
     settings = _settings(config_path, sets) if (config_path or sets) else None
-    checks = run_checks(settings, config_path or "defaults")
+    checks = run_checks(settings, config_path or "defaults", card)
     click.echo(render(checks))
     raise SystemExit(exit_code(checks))
 

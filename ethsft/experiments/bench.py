@@ -12,11 +12,18 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
          (cuDNN SDPA off), Liger, decoder layers compiled, each row replayed as CUDA graphs, checkpointing
          fitted to --vram
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
+  NAME.yaml  a shipped preset (8gb.yaml, training_config.yaml, 16gb.yaml, 80gb.yaml, ...) exactly as it trains:
+         its batch, rows, checkpointing and fast path; only the model shape, data and step count are the bench's
+
+Memory cap (``--cap``): each mode runs under ``torch.cuda.set_per_process_memory_fraction`` at its card's memory
+minus the CUDA context (ethsft.planning.hardware.card_cap_gib: 11.5 GiB for a 12 GB card, 79.5 for 80 GB), so a
+"fits" on a bigger GPU means what it would on that card: a mode that needs more fails with OutOfMemoryError and the
+table says so. The card is the knob ``card`` (GB): 12 for a, a', b; 80 for b80; a preset's from its name.
 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
 (tokens per packed row / max_length), batch, accum (micro-batches per optimizer step), vram (GiB), packing (0|1),
 path (ethsft|trl), offload (0|1), compile (0|1: torch.compile each decoder layer), graphs (0|1: CUDA-graphed
-micro-batches), optim (default: the preset's).
+micro-batches), optim (default: the preset's), card (GB: the card whose cap the mode runs under).
 
 Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
@@ -38,21 +45,26 @@ import time
 from pathlib import Path
 
 from ethsft.config import presets
+from ethsft.planning.advice import PRESETS
 
 GIB = 2**30
+PRESET_CARDS = {Path(path).name: gb for path, gb in PRESETS} | {"guide_12gb.yaml": 12}
 
 MODES = {
-    "a": dict(path="trl", packing=0, attn="sdpa", liger="0", ckpt="all", rows=2048, batch=1,
+    "a": dict(path="trl", packing=0, attn="sdpa", liger="0", ckpt="all", rows=2048, batch=1, card=12,
               label="guide: batch 1, no packing, sdpa, full ckpt"),
-    "a'": dict(path="trl", packing=1, attn="flex_attention", liger="auto", ckpt="all", rows=8192, batch=1,
+    "a'": dict(path="trl", packing=1, attn="flex_attention", liger="auto", ckpt="all", rows=8192, batch=1, card=12,
                label="TRL best: packing bfd + flex + liger, full ckpt"),
     "b": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=2048, batch=1, accum=4,
-              graphs=1, compile=1, label="ethsft fast path (the 12GB preset)"),
+              graphs=1, compile=1, card=12, label="ethsft fast path (the 12GB preset)"),
     "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
-                label="ethsft fast path, 80GB preset"),
+                card=80, label="ethsft fast path, 80GB preset"),
 }
 INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs")
-KNOBS = INT_KNOBS + ("path", "attn", "liger", "ckpt", "vram", "optim", "label")
+FLOAT_KNOBS = ("vram", "card")
+KNOBS = INT_KNOBS + FLOAT_KNOBS + ("path", "attn", "liger", "ckpt", "optim", "label")
+PRESET_KNOBS = {"rows": "data.max_length", "batch": "training.per_device_train_batch_size",
+                "accum": "training.gradient_accumulation_steps", "card": None}
 
 
 def parse_modes(text: str) -> list[tuple[str, dict]]:
@@ -60,16 +72,27 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
     out = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         base, _, rest = part.partition(":")
-        if base not in MODES:
-            raise ValueError(f"unknown mode {base!r}; choose from {', '.join(MODES)} (with :key=value;... overrides)")
-        knobs = dict(MODES[base], base=base)
+        if base.endswith(".yaml"):
+            if not presets.config(base).is_file():
+                raise ValueError(f"unknown preset {base!r}; the shipped presets: {', '.join(sorted(PRESET_CARDS))}")
+            knobs = dict(base="preset", config=base, path="preset", ckpt="preset", card=PRESET_CARDS.get(base),
+                         label=f"preset {base}")
+        elif base not in MODES:
+            raise ValueError(f"unknown mode {base!r}; choose from {', '.join(MODES)} or a preset NAME.yaml "
+                             "(with :key=value;... overrides)")
+        else:
+            knobs = dict(MODES[base], base=base)
         for kv in [x for x in rest.split(";") if x]:
             k, _, v = kv.partition("=")
             if k not in KNOBS:
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
-            knobs[k] = int(v) if k in INT_KNOBS else (float(v) if k == "vram" else v)
+            knobs[k] = int(v) if k in INT_KNOBS else (float(v) if k in FLOAT_KNOBS else v)
+            if knobs["base"] == "preset":
+                if k not in PRESET_KNOBS:
+                    raise ValueError(f"mode {part!r}: a preset takes only {', '.join(PRESET_KNOBS)}")
+                knobs.setdefault("given", {})[k] = knobs[k]
         if rest:
-            knobs["label"] = MODES[base]["label"] + f" [{rest}]"
+            knobs["label"] = MODES.get(base, {}).get("label", f"preset {base}") + f" [{rest}]"
         out.append((part, knobs))
     return out
 
@@ -93,20 +116,20 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     from ethsft.config.schema import load_settings
 
     cuda = _cuda()
+    if knobs["base"] == "preset":
+        given = {PRESET_KNOBS[k]: v for k, v in knobs.get("given", {}).items() if PRESET_KNOBS[k]}
+        return load_settings(presets.config(knobs["config"]),
+                             {**_bench_overrides(shape, dataset, output, steps, cuda), **given}, list(sets))
     liger = _liger_on(knobs)
     ckpt = str(knobs["ckpt"])
     attn = knobs["attn"]
     overrides = {
-        "model.base_model": f"embedded:{shape}", "model.cache_dir": None,
+        **_bench_overrides(shape, dataset, output, steps, cuda),
         "model.attn_implementation": "sdpa" if attn == "varlen" else attn,
-        "data.dataset_dir": str(dataset), "data.max_length": int(knobs["rows"]), "data.packing": bool(knobs["packing"]),
-        "training.output_dir": str(output), "training.overwrite": True, "training.max_steps": steps,
+        "data.max_length": int(knobs["rows"]), "data.packing": bool(knobs["packing"]),
         "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": int(knobs.get("accum", 1)),
-        "training.warmup_steps": 0,
         "optimization.gradient_checkpointing": ckpt == "all",
         "optimization.use_liger_kernel": liger,
-        "logging.eval_strategy": "no", "logging.save_strategy": "no", "logging.load_best_model_at_end": False,
-        "logging.logging_steps": 1000, "logging.report_to": "none", "logging.eval_accuracy_samples": 0,
     }
     if knobs.get("optim"):
         overrides["optimization.optim"] = knobs["optim"]
@@ -117,10 +140,20 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)) and cuda,
                       "optimization.cuda_graphs": bool(knobs.get("graphs", 0)),
                       "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
-    if not cuda:
-        overrides.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
-                          "optimization.bf16": False})
     return load_settings(presets.config("training_config.yaml"), overrides, list(sets))
+
+
+def _bench_overrides(shape: str, dataset: Path, output: Path, steps: int, cuda: bool) -> dict:
+    """What every mode shares: the embedded model, the bench's data, ``steps`` steps, no eval/save/logging."""
+    out = {"model.base_model": f"embedded:{shape}", "model.cache_dir": None, "data.dataset_dir": str(dataset),
+           "training.output_dir": str(output), "training.overwrite": True, "training.max_steps": steps,
+           "training.warmup_steps": 0,
+           "logging.eval_strategy": "no", "logging.save_strategy": "no", "logging.load_best_model_at_end": False,
+           "logging.logging_steps": 1000, "logging.report_to": "none", "logging.eval_accuracy_samples": 0}
+    if not cuda:
+        out.update({"quantization.bnb_4bit_compute_dtype": "float32", "optimization.optim": "adamw_torch",
+                    "optimization.bf16": False, "optimization.compile": False, "optimization.cuda_graphs": False})
+    return out
 
 
 def _cuda() -> bool:
@@ -147,9 +180,13 @@ def build_mode(name: str, knobs: dict, shape: str, dataset: Path, total_steps: i
     from ethsft.training.recipe import build_trainer
 
     vram = float(knobs.get("vram", vram))
-    ethsft_path = knobs["path"] == "ethsft"
     ckpt = str(knobs["ckpt"])
     s = mode_settings(knobs, shape, dataset, workdir / f"run-{abs(hash(name)) % 10**8}", total_steps, vram, sets)
+    if knobs["base"] == "preset":  # what the preset itself says, for the report
+        knobs.update(rows=s.data.max_length, liger="1" if hf_args.liger_on(s) else "0",
+                     attn=s.model.attn_implementation, path="ethsft" if s.optimization.fast_path else "trl",
+                     vram=s.optimization.vram_budget_gib or vram)
+    ethsft_path = knobs["path"] == "ethsft"
     done = {}
     orig_load, orig_cfg = modeling.load_model, hf_args.sft_config
 
@@ -194,6 +231,10 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
     import torch
     from transformers import TrainerCallback
 
+    from ethsft.planning.hardware import cap_memory
+
+    if knobs.get("cap_gib") and torch.cuda.is_available():
+        cap_memory(float(knobs["cap_gib"]))
     prepared, done, plan = build_mode(name, knobs, shape, dataset, warmup + steps, vram, workdir)
     trainer = prepared.trainer
     build_s = done.pop("build_s")
@@ -228,7 +269,7 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
     tokens = marks[-1][1] - m0[1]
     seconds = marks[-1][0] - m0[0]
     res = {
-        "mode": name, "label": knobs["label"], "knobs": knobs, "fastpath": done, "checkpointing": plan,
+        "mode": name, "label": knobs["label"], "knobs": knobs, "cap_gib": knobs.get("cap_gib"), "fastpath": done, "checkpointing": plan,
         "checkpointed_fraction": checkpointed / max(n_layers, 1), "liger": liger,
         "attn_implementation": trainer.model.config._attn_implementation,
         "build_s": build_s, "measured_steps": len(step_s) - warmup, "tokens": tokens, "seconds": seconds,
@@ -278,15 +319,23 @@ def peak_tflops(device: str | None, given: float | None) -> float | None:
 # --------------------------------------------------------------------------------------------------------------
 def run_bench(shape: str = "mistral-7b", modes: str = "a,a',b", vram: float = 12.0, warmup: int = 2, steps: int = 6,
               samples: int = 2000, out: str | None = None, isolate: bool | None = None, mode_timeout: int = 180,
-              peak: float | None = None, echo=print) -> dict:
+              peak: float | None = None, echo=print, cap: str = "auto") -> dict:
+    """``cap``: "auto" (each mode under its card's cap), "none", or GiB for every mode."""
     from ethsft.model.embedded import resolve
+    from ethsft.planning.hardware import card_cap_gib
 
     parsed = parse_modes(modes)
+    for _, knobs in parsed:
+        if cap == "auto":
+            knobs["cap_gib"] = card_cap_gib(float(knobs["card"])) if knobs.get("card") else None
+        else:
+            knobs["cap_gib"] = None if cap == "none" else float(cap)
     isolate = _cuda() if isolate is None else isolate
     work = Path(tempfile.mkdtemp(prefix="ethsft-bench-"))
     t0 = time.perf_counter()
+    caps = ", ".join(f"{n} {k['cap_gib']:g}" for n, k in parsed if k.get("cap_gib"))
     echo(f"ethsft bench: model {shape}, modes {', '.join(n for n, _ in parsed)}, budget {vram:g} GiB, "
-         f"{warmup}+{steps} steps")
+         f"{warmup}+{steps} steps" + (f"; memory caps (GiB): {caps}" if caps and _cuda() else ""))
     path = resolve(f"embedded:{shape}")
     if _cuda():
         import torch
@@ -353,16 +402,17 @@ def summarize(results: list[dict], vram: float, peak: float | None) -> dict:
 
 
 def table(report: dict) -> str:
-    head = ("| mode | setup | real tok/s | peak alloc GiB | peak reserved GiB | ckpt layers | MFU | HFU | x a | x a' |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| mode | setup | cap GiB | real tok/s | peak alloc GiB | peak reserved GiB | ckpt layers | MFU | HFU | x a "
+            "| x a' |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for r in report["modes"]:
         if not r.get("tokens_per_s"):
-            rows.append(f"| {r['mode']} | {r['label']} | failed: {str(r.get('error'))[:80]} | | | | | | | |")
+            cap = r.get("knobs", {}).get("cap_gib") or "-"
+            rows.append(f"| {r['mode']} | {r['label']} | {cap} | failed: {str(r.get('error'))[:80]} | | | | | | | |")
             continue
         f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "-"  # noqa: E731
         ck = r.get("checkpointing", {})
-        rows.append(f"| {r['mode']} | {r['label']} | {r['tokens_per_s']:.0f} | {f(r.get('peak_allocated_gib'), '%.1f')}"
+        rows.append(f"| {r['mode']} | {r['label']} | {f(r.get('cap_gib'), '%g')} | {r['tokens_per_s']:.0f} | {f(r.get('peak_allocated_gib'), '%.1f')}"
                     f" | {f(r.get('peak_reserved_gib'), '%.1f')} | {ck.get('checkpointed', '-')} | "
                     f"{f(r.get('mfu'), '%.3f')} | {f(r.get('hfu'), '%.3f')} | "
                     f"{f(r.get('vs_a'), '%.2f')} | {f(r.get('vs_a_prime'), '%.2f')} |")

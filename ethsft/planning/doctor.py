@@ -251,8 +251,11 @@ def check_trackers(s: Settings | None) -> list[Check]:
     return checks
 
 
-def check_config(s: Settings, label: str) -> list[Check]:
-    """The config's predicted peak VRAM against this machine's GPU: fits, or what to change."""
+def check_config(s: Settings, label: str, card: float | None = None) -> list[Check]:
+    """The config's predicted peak VRAM against this machine's GPU: fits, or what to change. ``card`` (GB): judge
+    it as a card of that size instead, with PyTorch capped at what such a card leaves it (hardware.card_cap_gib)."""
+    import dataclasses
+
     import torch
 
     from ethsft.model import embedded
@@ -266,6 +269,16 @@ def check_config(s: Settings, label: str) -> list[Check]:
     except Exception as e:
         return [Check("fail", "Config", f"{label}: {e}")]
     gpu = detect_gpu()
+    capped = []
+    if card and gpu is not None:
+        from ethsft.planning.hardware import cap_memory, card_cap_gib
+
+        cap = card_cap_gib(card)
+        cap_memory(cap)
+        # the estimate sizes the whole card (context included), so it is judged against the card; torch gets the cap
+        gpu = dataclasses.replace(gpu, name=f"{gpu.name} capped at {cap:g} GiB (a {card:g} GB card)", vram_gib=card)
+        capped = [Check("info", "Memory cap", f"PyTorch capped at {cap:g} GiB (set_per_process_memory_fraction): "
+                        f"a {card:g} GB card less {card - cap:g} GiB of CUDA context")]
     est = estimate_run(s, gpu, None, shape, detected=gpu is not None)
     mem = est.memory
     what = (f"{label}: {s.model.base_model} ({shape.total_params / 1e9:.2f}B), LoRA r {s.lora.r}, "
@@ -281,7 +294,8 @@ def check_config(s: Settings, label: str) -> list[Check]:
         return [Check("fail", "Config", f"{what}: needs a CUDA GPU, and this machine has none{hint}")]
     verdict = fit_verdict(s, gpu, est)
     free = torch.cuda.mem_get_info(0)[0] / 2**30
-    checks = [Check("ok" if verdict.startswith("fits") else "fail", "Config", f"{what} on {gpu.name}: {verdict}")]
+    checks = capped + [Check("ok" if verdict.startswith("fits") else "fail", "Config",
+                             f"{what} on {gpu.name}: {verdict}")]
     if verdict.startswith("fits") and mem.card_gib > free:
         checks.append(Check("warn", "Config", f"only {free:.1f} GB of the card is free now: other processes hold "
                             "the rest"))
@@ -290,7 +304,7 @@ def check_config(s: Settings, label: str) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Settings | None = None, label: str = "") -> list[Check]:
+def run_checks(settings: Settings | None = None, label: str = "", card: float | None = None) -> list[Check]:
     checks = [check_python()]
     checks += check_torch_cuda()
     checks.append(check_bitsandbytes())
@@ -308,7 +322,7 @@ def run_checks(settings: Settings | None = None, label: str = "") -> list[Check]
     checks.append(check_hf_token(settings))
     checks += check_trackers(settings)
     if settings is not None:
-        checks += check_config(settings, label)
+        checks += check_config(settings, label, card)
     return checks
 
 

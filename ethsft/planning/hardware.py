@@ -73,3 +73,28 @@ def detect_gpu() -> GPU | None:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     return GPU("unknown", name, total, GPUS["h100"].bf16_tflops * sms / 132 * 0.3, 1000.0,
                torch.cuda.is_bf16_supported())
+
+
+# What a card's CUDA context (driver, cuBLAS/cuDNN workspaces) takes before PyTorch allocates anything: a 12 GB
+# card leaves PyTorch ~11.5 GiB. "Fits an N GB card" means it ran under a cap of N - CARD_RESERVE_GIB. (The
+# estimate sizes the whole card instead: torch's peak plus the context it measured, memory.CUDA_CONTEXT_GIB.)
+CARD_RESERVE_GIB = 0.5
+
+
+def card_cap_gib(card_gb: float) -> float:
+    """The memory PyTorch gets on a ``card_gb`` GB card: what a fit claim is measured under."""
+    return card_gb - CARD_RESERVE_GIB
+
+
+def cap_memory(cap_gib: float, device: int = 0) -> float:
+    """Cap PyTorch's allocator on ``device`` at ``cap_gib`` GiB (``set_per_process_memory_fraction``), so a bigger
+    card behaves like the smaller one: an allocation past the cap raises OutOfMemoryError. Returns the fraction."""
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    if cap_gib * GiB > total:
+        raise ConfigError(f"cannot cap memory at {cap_gib:g} GiB: {torch.cuda.get_device_name(device)} has "
+                          f"{total / GiB:.1f} GiB")
+    fraction = cap_gib * GiB / total
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
