@@ -9,6 +9,8 @@ import logging
 # runs its own CPU path, so the warning says nothing a user can act on.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from ethsft.data.formatting import load_template, prompt_messages, render, to_messages, to_prompt_completion, to_text  # noqa: E402
+from ethsft.data.formatting import (  # noqa: E402
+    load_template, prompt_messages, render, to_ids, to_messages, to_prompt_completion, to_text,
+)
 
-__all__ = ["load_template", "prompt_messages", "render", "to_messages", "to_prompt_completion", "to_text"]
+__all__ = ["load_template", "prompt_messages", "render", "to_ids", "to_messages", "to_prompt_completion", "to_text"]

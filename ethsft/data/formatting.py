@@ -9,6 +9,13 @@ other TRL projects import them directly::
 
 Each turn is stripped of surrounding whitespace: the HF tokenizer and mistral-common split boundary
 spaces differently otherwise, and the rendered ids must equal mistral-common's reference.
+
+Transaction text is untrusted: a literal ``</s>`` or ``<|im_end|>`` in it must stay text. ``render`` and
+``to_ids`` guarantee that (``ethsft.data.chat_ids``); the text forms (``to_prompt_completion``, ``to_messages``,
+``to_text``) leave tokenization to TRL, which reads such strings as control tokens. Hand TRL ``to_ids`` rows
+(``input_ids`` + ``completion_mask``, trained as they are) when the data may hold them::
+
+    train = dataset.map(lambda r: to_ids(r, tokenizer), remove_columns=dataset.column_names)
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+
+from ethsft.data.chat_ids import chat_ids, chat_text_and_ids
 
 REQUIRED_FIELDS = ("instruction", "input", "output")
 
@@ -95,17 +104,23 @@ def render(record: dict[str, Any], tokenizer, system: str | None = None) -> Rend
     tokens past the common prefix are the completion, the only ones with labels.
     """
     pc = to_prompt_completion(record, system)
-    # each side rendered once and tokenized as apply_chat_template(tokenize=True) would: no special tokens added
-    prompt_text = tokenizer.apply_chat_template(pc["prompt"], add_generation_prompt=True, tokenize=False)
-    text = tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False).input_ids
-    full_ids = tokenizer(text, add_special_tokens=False).input_ids
+    # each side rendered once and tokenized as apply_chat_template(tokenize=True) would (no special tokens added),
+    # except that control-token strings inside the record stay text (ethsft.data.chat_ids)
+    prompt_ids = chat_ids(tokenizer, pc["prompt"], add_generation_prompt=True)
+    text, full_ids = chat_text_and_ids(tokenizer, pc["prompt"] + pc["completion"])
     n = 0
     while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
         n += 1
     end = answer_end(full_ids, n, tokenizer.eos_token_id)
     labels = [-100] * n + full_ids[n:end] + [-100] * (len(full_ids) - end)
     return RenderedRecord(text=text, input_ids=full_ids, labels=labels)
+
+
+def to_ids(record: dict[str, Any], tokenizer, system: str | None = None) -> dict[str, list[int]]:
+    """TRL's pre-tokenized form: ``input_ids`` and ``completion_mask`` (1 on the answer and its end-of-turn token),
+    with control-token strings in the record kept as text."""
+    rendered = render(record, tokenizer, system)
+    return {"input_ids": rendered.input_ids, "completion_mask": [int(m) for m in rendered.loss_mask]}
 
 
 def answer_end(ids: list[int], start: int, end_of_turn: int | None) -> int:

@@ -48,9 +48,6 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
-CONTROL_TOKENS = ("<s>", "</s>", "<unk>")
-
-
 def check_record(record: dict, where: str) -> None:
     for key in REQUIRED_FIELDS:
         if key not in record:
@@ -60,11 +57,6 @@ def check_record(record: dict, where: str) -> None:
             raise DataError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
     if not record["output"].strip():
         raise DataError(f"{where}: 'output' is empty; every record needs the answer the model should learn")
-    for key in REQUIRED_FIELDS:
-        for special in CONTROL_TOKENS:
-            if special in record[key]:
-                raise DataError(f"{where}: '{key}' contains the control token {special!r}, which the tokenizer "
-                                "would read as a real control token; remove it from the data")
 
 
 @dataclass

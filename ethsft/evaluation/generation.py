@@ -12,17 +12,16 @@ from typing import Sequence
 
 import torch
 
+from ethsft.data.chat_ids import chat_ids
+
 
 def prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of ``messages`` under the chat template, ending where the assistant's answer starts.
 
     The same call ``formatting.render`` makes for the prompt side in training, so inference sees exactly
-    the tokens training conditioned on.
+    the tokens training conditioned on; control-token strings in the transaction stay text.
     """
-    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if hasattr(encoded, "keys"):  # transformers 5 returns a BatchEncoding
-        encoded = encoded["input_ids"]
-    return list(encoded)
+    return chat_ids(tokenizer, messages, add_generation_prompt=True)
 
 
 def model_device(model) -> torch.device:
@@ -65,12 +64,21 @@ def decode_attention(device: torch.device):
 
 @torch.no_grad()  # not inference_mode: tensors it caches (rotary tables) may be reused by training afterwards
 def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int = 16,
-                 progress: bool = False, desc: str = "generating", **generate_kwargs) -> list[list[int]]:
-    """Greedy completions (token ids, EOS and padding cut off) of tokenized ``prompts``, in their order."""
+                 progress: bool = False, desc: str = "generating", stop=None, **generate_kwargs) -> list[list[int]]:
+    """Greedy completions (token ids, EOS and padding cut off) of tokenized ``prompts``, in their order.
+
+    ``stop``: a ``stopping.SignalStop``. Once it got a signal, the running ``generate`` ends at its next token and
+    ``stopping.StopRequested`` is raised before the next batch (or after the last): no partial result comes back.
+    Every process must make the same number of calls with it (``stop.agreed()`` may be collective)."""
     if not prompts:
         return []
+    if stop is not None:
+        from transformers import StoppingCriteriaList
+
+        generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
+            [*(generate_kwargs.get("stopping_criteria") or []), *stop.criteria()])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stop = _stop_ids(tokenizer, model)
+    eos = _stop_ids(tokenizer, model)
     device = model_device(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)  # longest first: OOM early
     results: list[list[int] | None] = [None] * len(prompts)
@@ -79,22 +87,34 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(prompts), desc=desc, unit="sample", disable=not progress, file=sys.stderr, leave=False)
+    done = 0
     try:
         for start in range(0, len(order), batch_size):
+            _stop_here(stop, done, len(prompts))
             chunk = order[start:start + batch_size]
             ids, mask = _left_pad([prompts[i] for i in chunk], pad_id, device)
             with decode_attention(device):
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                     use_cache=True, pad_token_id=pad_id, eos_token_id=stop, temperature=None,
+                                     use_cache=True, pad_token_id=pad_id, eos_token_id=eos, temperature=None,
                                      top_p=None, top_k=None, **generate_kwargs)
-            for i, row in zip(chunk, out[:, ids.shape[1]:].tolist()):
-                cut = next((k for k, t in enumerate(row) if t in stop), len(row))
-                results[i] = row[:cut]
+            if stop is None or not stop.requested():  # else this batch may have been cut short
+                for i, row in zip(chunk, out[:, ids.shape[1]:].tolist()):
+                    cut = next((k for k, t in enumerate(row) if t in eos), len(row))
+                    results[i] = row[:cut]
+                done += len(chunk)
             bar.update(len(chunk))
+        _stop_here(stop, done, len(prompts))
     finally:
         bar.close()
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def _stop_here(stop, done: int, total: int) -> None:
+    if stop is not None and stop.agreed():
+        from ethsft.evaluation.stopping import StopRequested
+
+        raise StopRequested(done, total)
 
 
 def generate_texts(model, tokenizer, messages: Sequence[list[dict[str, str]]], max_new_tokens: int,
