@@ -31,6 +31,12 @@ training
   learning_rate [2e-4], weight_decay [0.0], max_grad_norm [0.3], warmup_steps [0.03] (int = steps,
   float < 1 = fraction of all steps; the guide's warmup_ratio maps here), lr_scheduler_type [cosine],
   seed [42], early_stopping_patience [None], overwrite [False]
+  push_to_hub [False]             after a successful run (main process), push the adapter, tokenizer, chat template,
+                                  loss plot and a generated model card (README.md) to the Hugging Face Hub
+                                  (ethsft/training/hub_push.py); the token comes from HF_TOKEN or `hf auth login`
+  hub_model_id [None]             [user-or-org/]name of the Hub repo; None = the output folder's name under the
+                                  token's user
+  hub_private_repo [True]         create the repo private (a repo that exists keeps its visibility)
 data
   dataset_dir [data/datasets]     folder with train.jsonl, validation.jsonl, test.jsonl
   max_length [2048]               tokens per sample (the guide's max_seq_length)
@@ -133,6 +139,9 @@ class TrainingArgs:
     seed: int = 42
     early_stopping_patience: int | None = None
     overwrite: bool = False
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private_repo: bool = True
 
 
 @dataclass
@@ -339,6 +348,12 @@ def validate(s: Settings) -> None:
     if s.optimization.cuda_graphs and not (s.optimization.fast_path and s.data.packing):
         raise ConfigError("optimization.cuda_graphs needs optimization.fast_path: true and data.packing: true (the "
                           "graphs replay packed rows of data.max_length tokens); set optimization.cuda_graphs: false")
+    if s.training.hub_model_id is not None:
+        from ethsft.training.hub_push import repo_id_problem
+
+        problem = repo_id_problem(s.training.hub_model_id)
+        if problem:
+            raise ConfigError(f"training.hub_model_id: {problem}")
     if s.training.warmup_steps < 0:
         raise ConfigError(f"training.warmup_steps must be >= 0, got {s.training.warmup_steps}")
     if s.logging.metric_for_best_model.removeprefix("eval_").startswith("intent_") and s.logging.eval_accuracy_samples <= 0:
