@@ -68,8 +68,9 @@ def test_overlong_samples_are_counted_and_truncated_or_dropped_never_silently(to
     ds, report = tokenize_split(records, tokenizer, 64, "truncate", None, "train")
     assert len(ds) == 4 and max(len(ids) for ids in ds["input_ids"]) == 64
     assert (report.overlong, report.total) == (2, 4)
-    assert report.message() == (f"train: 2 of 4 samples truncated to 64 tokens; longest {report.longest}. "
-                                "Set data.max_length or data.overlong to change this.")
+    assert report.message() == (f"train: 2 of 4 samples longer than 64 tokens had their prompt cut in the middle to "
+                                f"keep the answer whole; longest {report.longest}. Set data.max_length or "
+                                "data.overlong to change this.")
     ds, report = tokenize_split(records, tokenizer, 64, "drop", None, "validation")
     assert len(ds) == 2
     assert report.message() == (f"validation: 2 of 4 samples dropped (longer than 64 tokens); longest "

@@ -40,9 +40,11 @@ def default_output(model: str, dataset: str) -> Path:
                                                "(its test.jsonl).")
 @base_option
 @quant_option
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Sequences generated together.")
-@click.option("--max-new-tokens", type=int, default=None, help="Default: from the longest reference answer.")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N records only.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Sequences generated together.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+              help="Default: from the longest reference answer.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N records only.")
 @click.option("--system-prompt", default=None, help="Default: the training run's data.system_prompt, if any.")
 @click.option("--output", default=None, help="Folder for predictions.jsonl and metrics.json "
                                              "[default: <model dir>/eval-<dataset name>].")
@@ -70,8 +72,8 @@ def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_token
 @click.option("--row", type=int, default=None, help="With one CSV/JSONL --file: only its N-th data row (1-based).")
 @base_option
 @quant_option
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--max-new-tokens", type=int, default=384, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=384, show_default=True)
 @click.option("--system-prompt", default=None, help="Default: the training run's data.system_prompt, if any.")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Write JSONL here instead of stdout.")
 def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size, max_new_tokens, system_prompt,
@@ -82,8 +84,9 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
 
     try:
         records = []
-        for tx in transactions:
-            records += [as_record(line) for line in sys.stdin if line.strip()] if tx == "-" else [as_record(tx)]
+        for i, tx in enumerate(transactions, start=1):  # each checked before the model loads
+            records += ([as_record(line, f"stdin line {n}") for n, line in enumerate(sys.stdin, start=1)
+                         if line.strip()] if tx == "-" else [as_record(tx, f"argument {i}")])
         for f in files:
             records += read_inputs(f)
         if row is not None:

@@ -35,10 +35,10 @@ def train_options(f):
         click.option("--dataset", default=None, help="Folder with train.jsonl, validation.jsonl[, test.jsonl]."),
         click.option("--output", default=None, help="Output folder for checkpoints, adapter, logs."),
         click.option("--base-model", default=None, help="Hub id or local path of the base model."),
-        click.option("--num-epochs", type=float, default=None),
-        click.option("--learning-rate", type=float, default=None),
-        click.option("--batch-size", type=int, default=None, help="Micro batch per device."),
-        click.option("--gradient-accumulation", type=int, default=None),
+        click.option("--num-epochs", type=click.FloatRange(min=0, min_open=True), default=None),
+        click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Micro batch per device."),
+        click.option("--gradient-accumulation", type=click.IntRange(min=1), default=None),
         click.option("--resume-from-checkpoint", default=None,
                      help="A checkpoint folder, or 'latest' for the newest complete one in --output."),
         click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -49,7 +49,7 @@ def train_options(f):
         click.option("--deepspeed", "deepspeed_config", default=None,
                      help="A DeepSpeed JSON (as the `deepspeed` launcher passes it); with --num-processes also "
                           "zero2, zero3 or ddp, naming a file in launch/."),
-        click.option("--num-processes", type=int, default=None,
+        click.option("--num-processes", type=click.IntRange(min=1), default=None,
                      help="Hand over to `accelerate launch` with this many processes (GPUs)."),
         click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
     ]

@@ -3,7 +3,9 @@
 Sections and keys follow the fine-tuning guide's ``configs/training_config.yaml``. Precedence is
 built-in defaults < YAML < command line. Keys renamed or removed by transformers 5 / TRL 1.x are
 mapped to today's names with a one-line notice; an unknown key fails before any model loads, naming
-the key, its section and the closest valid key.
+the key, its section and the closest valid key. Numbers are range-checked as they are set (``RANGES``: batch
+sizes, accumulation, max_length, lora r/alpha, steps and epochs must be positive), the error naming the file or
+flag and the key, so ``per_device_train_batch_size: -1`` fails at ``--dry-run`` instead of after the model loads.
 
 Every key, by section (defaults in brackets):
 
@@ -224,6 +226,28 @@ VALID_CHOICES = {
 }
 
 
+# (section, key) -> the range a number must lie in; checked as each key is set, so the message names the file
+# (or flag) it came from. None (where the key allows it) means "off" and is not checked.
+RANGES = {
+    **dict.fromkeys([("lora", "r"), ("lora", "alpha"), ("lora", "top_layers"),
+                     ("training", "per_device_train_batch_size"), ("training", "per_device_eval_batch_size"),
+                     ("training", "gradient_accumulation_steps"), ("training", "num_train_epochs"),
+                     ("training", "learning_rate"), ("training", "early_stopping_patience"),
+                     ("data", "max_length"), ("logging", "logging_steps"), ("logging", "save_steps"),
+                     ("logging", "eval_steps"), ("logging", "save_total_limit")], "positive"),
+    **dict.fromkeys([("training", "weight_decay"), ("training", "max_grad_norm"), ("training", "seed"),
+                     ("logging", "eval_accuracy_samples")], "non-negative"),
+    ("lora", "dropout"): "fraction",
+    ("training", "max_steps"): "steps",
+}
+_RANGE_RULES = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "non-negative": (lambda v: v >= 0, "must be >= 0"),
+    "fraction": (lambda v: 0 <= v < 1, "must be >= 0 and < 1"),
+    "steps": (lambda v: v == -1 or v > 0, "must be -1 (train for num_train_epochs) or positive"),
+}
+
+
 def notice(message: str) -> None:
     print(f"ethsft: {message}", file=sys.stderr)
 
@@ -280,6 +304,11 @@ def _set(settings: Settings, section: str, key: str, value: Any, source: str) ->
         raise ConfigError(f"{source}: unknown key '{key}' in section '{section}' "
                           f"(did you mean '{_closest(key, annotations)}'?)")
     value = _coerce(section, key, value, annotations[key], source)
+    rule = RANGES.get((section, key))
+    if rule is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        ok, must = _RANGE_RULES[rule]
+        if not ok(value):
+            raise ConfigError(f"{source}: {section}.{key} {must}, got {value!r}")
     choices = VALID_CHOICES.get((section, key))
     if choices is not None and value not in choices:
         raise ConfigError(f"{source}: {section}.{key} must be one of "

@@ -61,23 +61,50 @@ def check_record(record: dict, where: str) -> None:
 
 @dataclass
 class LengthReport:
-    """What happened to samples longer than max_length: counted and reported, never silent."""
+    """What happened to samples longer than max_length: counted and reported, never silent.
+
+    ``truncate`` keeps the answer whole: the prompt loses tokens from its middle (its start, the instruction,
+    and its end, the last of the input and the template's assistant marker, stay), so every sample still
+    trains on its whole answer and end-of-turn token. A sample whose answer alone does not fit is dropped
+    (``dropped``); ``drop`` drops every overlong sample."""
 
     split: str
     max_length: int
     policy: str
     total: int = 0
     overlong: int = 0
+    dropped: int = 0
     longest: int = 0
     lengths: list[int] = field(default_factory=list, repr=False)
 
     def message(self) -> str | None:
         if not self.overlong:
             return None
-        verb = "truncated to" if self.policy == "truncate" else "dropped (longer than"
-        tail = "" if self.policy == "truncate" else ")"
-        return (f"{self.split}: {self.overlong} of {self.total} samples {verb} {self.max_length} tokens{tail}; "
-                f"longest {self.longest}. Set data.max_length or data.overlong to change this.")
+        head = f"{self.split}: {self.overlong} of {self.total} samples"
+        tail = f"; longest {self.longest}. Set data.max_length or data.overlong to change this."
+        if self.policy == "drop":
+            return f"{head} dropped (longer than {self.max_length} tokens){tail}"
+        if not self.dropped:
+            return (f"{head} longer than {self.max_length} tokens had their prompt cut in the middle to keep the "
+                    f"answer whole{tail}")
+        return (f"{head} longer than {self.max_length} tokens: {self.overlong - self.dropped} had their prompt cut "
+                f"in the middle to keep the answer whole, {self.dropped} dropped (the answer alone does not "
+                f"fit){tail}")
+
+
+def _prompt_tail(tokenizer, system: str | None) -> int:
+    """How many tokens end every prompt whatever its text: the template's close of the user turn and the assistant
+    marker the answer follows (Mistral's ``[/INST]``, ChatML's ``<|im_end|>`` + ``<|im_start|>assistant``)."""
+    prompts = []
+    for text in ("1", "2"):
+        rendered = render({"instruction": "a", "input": text, "output": "x"}, tokenizer, system)
+        mask = rendered.loss_mask
+        prompts.append(rendered.input_ids[:mask.index(True) if True in mask else len(mask)])
+    a, b = prompts
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: str, system: str | None,
@@ -85,28 +112,49 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
     """Records -> a ``datasets.Dataset`` of ``input_ids`` + ``completion_mask`` that SFTTrainer trains on as is.
 
     ethsft tokenizes once itself (``formatting.render``, the same prompt/completion split TRL makes) so it
-    can count and handle samples over ``max_length`` instead of letting them be cut silently.
+    can count and handle samples over ``max_length`` instead of letting them be cut silently. No sample is
+    trained without its answer: ``truncate`` shortens the prompt (see ``LengthReport``) and drops a sample whose
+    answer does not fit even then; a split left empty is a DataError.
     """
     from datasets import Dataset
 
     report = LengthReport(split, max_length, overlong)
     rows = {"input_ids": [], "completion_mask": []}
-    for record in records:
+    tail = None
+    for number, record in enumerate(records, start=1):
         rendered = render(record, tokenizer, system)
         ids, mask = rendered.input_ids, [int(m) for m in rendered.loss_mask]
+        if 1 not in mask:
+            raise DataError(f"{split}: record {number}: its answer renders to no token the loss falls on with this "
+                            "chat template; check model.chat_template")
         report.total += 1
         report.lengths.append(len(ids))
         if len(ids) > max_length:
             report.overlong += 1
             report.longest = max(report.longest, len(ids))
             if overlong == "drop":
+                report.dropped += 1
                 continue
-            ids, mask = ids[:max_length], mask[:max_length]
+            start = mask.index(1)
+            end = len(mask) - mask[::-1].index(1)  # past the end-of-turn token; template layout after it goes
+            budget = max_length - (end - start)  # prompt tokens that fit beside the whole answer
+            if start > budget:
+                tail = _prompt_tail(tokenizer, system) if tail is None else tail
+                if budget < tail + 1:  # not even the assistant marker and one token of prompt fit
+                    report.dropped += 1
+                    continue
+                keep_end = tail + (budget - tail) // 2  # the prompt's last tokens, the assistant marker among them
+                ids = ids[:budget - keep_end] + ids[start - keep_end:end]
+                mask = [0] * budget + [1] * (end - start)
+            else:
+                ids, mask = ids[:end], mask[:end]
         rows["input_ids"].append(ids)
         rows["completion_mask"].append(mask)
     if not rows["input_ids"]:
-        raise DataError(f"{split}: all {report.total} samples are longer than data.max_length={max_length} "
-                        "and data.overlong is 'drop'; nothing is left to train on")
+        why = ("and data.overlong is 'drop'" if overlong == "drop"
+               else "even with their prompt cut (the answer alone does not fit)")
+        raise DataError(f"{split}: all {report.total} samples are longer than data.max_length={max_length} {why}; "
+                        f"nothing is left to {'train' if split == 'train' else 'evaluate'} on")
     return Dataset.from_dict(rows), report
 
 

@@ -19,7 +19,9 @@ Rules
 * **Fatal errors** (:class:`~ethsft.data.records.DataError`, nothing written):
   missing file, unknown extension, empty file, no data rows, missing required
   column, unreadable CSV/Parquet, a split that is not three fractions in
-  [0, 1] summing to 1.
+  [0, 1] summing to 1, an output folder that cannot be created or written.
+  Every row rejected is fatal too: only ``rejects.jsonl`` (the reasons) is
+  written, no empty split.
 * **Rejects** (per-row value problems; the run goes on): written to
   ``rejects.jsonl`` as ``{"row", "reason", "hash"}`` where the reason starts
   with the column (``"value: expected ..."``) or ``record:`` for whole-row
@@ -244,48 +246,70 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
     out = os.fspath(output_dir)
     ext, rows = _open_reader(path)
     created = not os.path.isdir(out)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(out, e) from None
     start = time.perf_counter()
     names = SPLITS + ("rejects",)
-    tmp = {n: os.path.join(out, f".{n}.jsonl.{os.getpid()}.tmp") for n in names}
+    tmp = {n: os.path.join(out, f".{n}.jsonl.{os.getpid()}.tmp") for n in names + ("prepare_summary",)}
     files: dict = {}
     try:
-        for n in names:
-            files[n] = open(tmp[n], "w", encoding="utf-8", newline="\n", buffering=1 << 20)
-        summary = _run(path, rows, files, split, seed, progress, count_tokens)
-        for f in files.values():
-            f.close()
-        for n in names:
-            os.replace(tmp[n], os.path.join(out, f"{n}.jsonl"))
+        try:
+            for n in names:
+                files[n] = open(tmp[n], "w", encoding="utf-8", newline="\n", buffering=1 << 20)
+            summary = _run(path, rows, files, split, seed, progress, count_tokens)
+            for f in files.values():
+                f.close()
+        except OSError as e:
+            raise (_unwritable(out, e) if e.filename is None or os.fspath(e.filename) != path else e) from None
+        if summary["kept"] == 0:  # every row rejected: the reasons are kept, no empty splits are written
+            os.replace(tmp["rejects"], os.path.join(out, "rejects.jsonl"))
+            by_column = ", ".join(f"{k} {v}" for k, v in summary["rejected_by_column"].items())
+            raise DataError(f"{path}: all {summary['rows_read']} rows were rejected (by column: {by_column}), so no "
+                            f"split was written; the reason for each row is in {os.path.join(out, 'rejects.jsonl')}")
+        seconds = time.perf_counter() - start  # reading, labelling, writing (token counting excluded)
+        sample = summary.pop("_sample")
+        t0 = time.perf_counter()
+        tokens = token_stats(sample) if count_tokens else {"skipped": "disabled"}
+        if "prompt" in tokens:
+            tokens["seconds"] = round(time.perf_counter() - t0, 3)
+        summary = {
+            "input": path, "format": ext[1:], "output_dir": out, "seed": seed,
+            "split": dict(zip(SPLITS, split)), **summary,
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(summary["rows_read"] / seconds) if seconds > 0 else None,
+            "tokens": tokens,
+            "files": {n: f"{n}.jsonl" for n in names},
+        }
+        try:
+            with open(tmp["prepare_summary"], "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+            for n in names:  # every file is complete before the first one moves into place
+                os.replace(tmp[n], os.path.join(out, f"{n}.jsonl"))
+            os.replace(tmp["prepare_summary"], os.path.join(out, "prepare_summary.json"))
+        except OSError as e:
+            raise _unwritable(out, e) from None
     except BaseException:
         for f in files.values():
             f.close()
         for t in tmp.values():
             if os.path.exists(t):
                 os.unlink(t)
-        if created and not os.listdir(out):
+        if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)
         raise
-    seconds = time.perf_counter() - start  # reading, labelling, writing (token counting excluded)
-    sample = summary.pop("_sample")
-    t0 = time.perf_counter()
-    tokens = token_stats(sample) if count_tokens else {"skipped": "disabled"}
-    if "prompt" in tokens:
-        tokens["seconds"] = round(time.perf_counter() - t0, 3)
-    summary = {
-        "input": path, "format": ext[1:], "output_dir": out, "seed": seed,
-        "split": dict(zip(SPLITS, split)), **summary,
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(summary["rows_read"] / seconds) if seconds > 0 else None,
-        "tokens": tokens,
-        "files": {n: f"{n}.jsonl" for n in names},
-    }
-    stmp = os.path.join(out, f".prepare_summary.json.{os.getpid()}.tmp")
-    with open(stmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(stmp, os.path.join(out, "prepare_summary.json"))
     return summary
+
+
+def _unwritable(out: str, e: OSError) -> DataError:
+    """The output folder cannot be created or written: one line naming it and why."""
+    reason = e.strerror or type(e).__name__
+    file = next((q for q in Path(out).parents if q.exists() and not q.is_dir()), None)
+    if file is not None:  # --output under a file: the OS says "Not a directory" or "File exists"
+        reason = f"{file} is a file"
+    return DataError(f"cannot write the output folder {out} ({reason}); nothing was written")
 
 
 def _run(path, rows, files, split, seed, progress, count_tokens) -> dict:

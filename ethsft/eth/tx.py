@@ -33,6 +33,8 @@ _HASH = re.compile(r"0x[0-9a-f]{64}")
 _ADDR = re.compile(r"0x[0-9a-f]{40}")
 _INT = re.compile(r"[0-9]+")
 _SIG = re.compile(r"([A-Za-z_$][A-Za-z0-9_$]*)\((.*)\)")
+_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_SIG_CHARS = re.compile(r"[A-Za-z0-9_$(),\[\] ]+")  # what a Solidity signature with parameter names is made of
 _STATUS = {"1": 1, "0": 0, 1: 1, 0: 0}
 
 
@@ -135,12 +137,18 @@ def _transfers(v) -> list | None:
 
 @lru_cache(maxsize=4096)
 def _user_signature(sig: str) -> tuple[str, str | None]:
-    """(function name, selector or None) of a user-supplied function_signature."""
+    """(function name, selector or None) of a user-supplied function_signature: a bare name (``transfer``) is
+    taken as the name; ``name(type[ name],...)`` must be nothing more (Solidity's characters only: no newline, no
+    ``</s>``), so that its selector is checked against the calldata. Raises RowError otherwise."""
     from eth_utils import function_signature_to_4byte_selector
 
-    m = _SIG.fullmatch(sig.strip())
-    if not m:
-        return sig.strip(), None
+    text = sig.strip()
+    if _NAME.fullmatch(text):
+        return text, None
+    m = _SIG.fullmatch(text)
+    if not m or not _SIG_CHARS.fullmatch(text):
+        raise RowError(f"function_signature: {show(sig)} is not a function signature (expected name(type,...) "
+                       "or a bare name)")
     name, params = m.groups()
     if "(" in params:  # tuple parameters: cannot canonicalize cheaply, trust the name
         return name, None

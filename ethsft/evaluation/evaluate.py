@@ -19,20 +19,41 @@ METRICS_FILE = "metrics.json"
 
 def load_records(dataset: str | Path | Sequence[dict], limit: int | None = None) -> list[dict]:
     """A JSONL file, a dataset folder (its test.jsonl), or records already in memory; the first ``limit``."""
+    return _load_records(dataset, limit)[0]
+
+
+def _load_records(dataset, limit: int | None = None) -> tuple[list[dict], list[str]]:
+    """``load_records`` and where each record is: ``file:line`` for a file, ``record N`` for records in memory."""
     if isinstance(dataset, (str, Path)):
         path = Path(dataset)
-        records = read_records(path / "test.jsonl" if path.is_dir() else path)
+        path = path / "test.jsonl" if path.is_dir() else path
+        records = read_records(path)
+        with path.open("rb") as fh:  # read_records skips blank lines: the same lines here
+            where = [f"{path}:{n}" for n, raw in enumerate(fh, start=1) if raw.decode("utf-8").strip()]
     else:
         records = list(dataset)
-    return records[:limit] if limit else records
+        where = [f"record {i}" for i in range(1, len(records) + 1)]
+    return (records[:limit], where[:limit]) if limit else (records, where)
 
 
-def references_of(records: Sequence[dict]) -> list[dict]:
+def checked_records(dataset: str | Path | Sequence[dict], limit: int | None = None) -> list[dict]:
+    """``load_records``, each reference checked (``references_of``): a bad dataset fails naming its file and line
+    before any model loads."""
+    records, where = _load_records(dataset, limit)
+    references_of(records, where)
+    return records
+
+
+def references_of(records: Sequence[dict], where: Sequence[str] | None = None) -> list[dict]:
+    """Each record's reference intent; DataError naming the record (``where``: its file:line) when one is no
+    JSON object, since a reference that is not an intent object would make every score meaningless."""
     refs = []
     for i, r in enumerate(records):
         ref = parse_intent(r["output"])
-        if ref is None:  # a reference that is not an intent object would make every score meaningless
-            raise DataError(f"record {i + 1}: 'output' is not a JSON object: {r['output'][:80]!r}")
+        if ref is None:
+            at = where[i] if where is not None else f"record {i + 1}"
+            raise DataError(f"{at}: 'output' is not a JSON object: {r['output'][:80]!r}; the reference answer must "
+                            "be the intent as a JSON object")
         refs.append(ref)
     return refs
 
@@ -74,10 +95,10 @@ def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], b
     with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference."""
     from ethsft.inference.loading import LoadedModel, load_for_inference
 
+    records = checked_records(records, limit)  # a bad reference fails here, naming file and line, before loading
     loaded = (model_dir_or_adapter if isinstance(model_dir_or_adapter, LoadedModel)
               else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model,
                                  dtype=dtype))
-    records = load_records(records, limit)
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     started = time.perf_counter()
     metrics, rows = evaluate_records(loaded.model, loaded.tokenizer, records, batch_size, max_new_tokens, system,

@@ -17,7 +17,7 @@ import torch
 from ethsft.model import embedded
 from ethsft.config.schema import ConfigError, Settings, apply_mapping, notice
 from ethsft.data.formatting import prompt_messages
-from ethsft.data.records import INSTRUCTION
+from ethsft.data.records import INSTRUCTION, DataError
 from ethsft.training.reporting import SUMMARY_FILE  # written by `ethsft train`: the settings the adapter had
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -126,6 +126,17 @@ def check_adapter_fits(model, adapter_dir: str | Path, base_name: str) -> None:
                                      f"in the adapter ({key} {list(shape)})")
 
 
+def _no_model_message(folder: Path) -> str:
+    """What a folder with neither an adapter nor a model is, and the checkpoint to use when it is a run's output."""
+    text = (f"{folder}: no adapter here (no {ADAPTER_CONFIG}) and no model either (no config.json); pass a training "
+            "run's output folder, a merged model folder, a hub id or embedded:tiny-mistral")
+    steps = [(int(c.name.rsplit("-", 1)[1]), c) for c in folder.glob("checkpoint-*")
+             if c.name.rsplit("-", 1)[1].isdigit() and is_adapter_dir(c)]
+    if steps:
+        text += f"; the run's newest checkpoint holds one: --model {max(steps)[1]}"
+    return text
+
+
 def default_dtype() -> torch.dtype:
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -160,6 +171,8 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
     else:
         if base_model is not None:
             raise ModelLoadError(f"--base-model applies to adapter dirs only; {path} has no {ADAPTER_CONFIG}")
+        if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+            raise ModelLoadError(_no_model_message(Path(path)))
         source = _locate(path, "model")
     settings.model.base_model = source
     settings.quantization.load_in_4bit = load_in_4bit
@@ -199,27 +212,49 @@ def prepare_row(row: dict) -> str:
     return _compact(model_input(normalize(row)))
 
 
-def as_record(tx: str | dict) -> dict:
+_JSON_KIND = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number", bool: "true/false",
+              type(None): "null"}
+_EXPECTED = "expected a JSON object (a transaction, its model input, a prepared record or a decoded.csv row)"
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def as_record(tx: str | dict, where: str = "transaction") -> dict:
     """One transaction, in any accepted form, -> an ``{instruction, input}`` record.
 
     Accepted: a prepared record (``instruction``/``input`` keys), a decoded.csv row (``hash``, ``from_address``,
-    ...), the model-input JSON object itself, or a JSON string of any of these (a non-JSON string is taken as
-    the input text verbatim).
+    ...), the model-input JSON object itself, or a JSON string of any of these. A string that is not JSON at all
+    is taken as the input text verbatim (free text); one that starts like JSON (``{`` or ``[``) but does not
+    parse, or JSON that is not an object, raises DataError naming ``where`` (e.g. ``argument 2``, ``file:3``).
     """
     if isinstance(tx, str):
+        text = tx.strip()
         try:
-            parsed = json.loads(tx)
-        except json.JSONDecodeError:
-            return {"instruction": INSTRUCTION, "input": tx.strip()}
-        if not isinstance(parsed, dict):
-            return {"instruction": INSTRUCTION, "input": tx.strip()}
-        tx = parsed
+            tx = json.loads(text)
+        except json.JSONDecodeError as e:
+            if not text.startswith(("{", "[")):
+                return {"instruction": INSTRUCTION, "input": text}
+            at = f"line {e.lineno} column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
+            raise DataError(f"{where}: malformed JSON ({e.msg} at {at}) in {_shown(text)}; {_EXPECTED}") from None
+        if not isinstance(tx, dict):
+            raise DataError(f"{where}: {_EXPECTED}, got {_JSON_KIND.get(type(tx), type(tx).__name__)}: "
+                            f"{_shown(text)}")
+    if not isinstance(tx, dict):
+        raise DataError(f"{where}: {_EXPECTED}, got {_JSON_KIND.get(type(tx), type(tx).__name__)}: "
+                        f"{_shown(_compact(tx))}")
     if "input" in tx and ("instruction" in tx or "output" in tx):
         inp = tx["input"]
         return {**tx, "instruction": tx.get("instruction") or INSTRUCTION,
                 "input": inp if isinstance(inp, str) else _compact(inp)}
     if all(c in tx for c in DECODED_COLUMNS):
-        return {"instruction": INSTRUCTION, "input": prepare_row(tx)}
+        try:
+            return {"instruction": INSTRUCTION, "input": prepare_row(tx)}
+        except ModelLoadError:
+            raise
+        except ValueError as e:  # ethsft.eth's RowError: "column: what is wrong"
+            raise DataError(f"{where}: {e}") from None
     return {"instruction": INSTRUCTION, "input": _compact(tx)}
 
 
@@ -234,18 +269,26 @@ def read_inputs(path: str | Path) -> list[dict]:
 
         csv.field_size_limit(2**31 - 1)  # calldata can be long
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            return [as_record(row) for row in csv.DictReader(fh)]
+            reader = csv.DictReader(fh)
+            return [as_record(row, f"{path}: row {reader.line_num}") for row in reader]
     text = path.read_text(encoding="utf-8-sig")
     if suffix == ".json":
-        data = json.loads(text)
-        return [as_record(d) for d in (data if isinstance(data, list) else [data])]
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno}); expected a "
+                            "JSON object or a list of them") from None
+        items = data if isinstance(data, list) else [data]
+        return [as_record(d, f"{path}: item {i}" if isinstance(data, list) else str(path))
+                for i, d in enumerate(items, start=1)]
     records = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                records.append(as_record(json.loads(line)))
+                parsed = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ModelLoadError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); {_EXPECTED}") from None
+            records.append(as_record(parsed, f"{path}:{lineno}"))
     return records
 
 

@@ -73,6 +73,11 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     records, tokenized = load_splits(paths, tokenizer, s.data, lambda line: say(line, log_path, is_main))
     train_ds = tokenized["train"][0]
     eval_ds = tokenized["validation"][0] if "validation" in tokenized else None
+    if eval_ds is None and s.logging.eval_strategy != "no":
+        off = "evaluation" + (", load_best_model_at_end" if s.logging.load_best_model_at_end else "") + (
+            " and early stopping" if s.training.early_stopping_patience else "")
+        say(f"Note: no validation split in {s.data.dataset_dir}: {off} off; the adapter saved is the last step's",
+            log_path, is_main)
 
     # --- model -----------------------------------------------------------------------------------------
     say(f"\nLoading base model: {s.model.base_model}", log_path, is_main)
@@ -97,7 +102,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         args.eval_strategy = "no"
         args.load_best_model_at_end = False
     callbacks = [ProgressReporter(log_path)] if is_main else []
-    if s.training.early_stopping_patience:
+    if s.training.early_stopping_patience and eval_ds is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=s.training.early_stopping_patience))
     callbacks.append(OverfitWarning(lambda line: say(line, log_path, is_main),
                                     early_stopping=bool(s.training.early_stopping_patience)))
@@ -274,6 +279,7 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
         "final_eval_loss": final_eval.get("eval_loss"),
         "samples": {k: len(v) for k, v in p.records.items()},
         "overlong_samples": {r.split: r.overlong for r in p.lengths},
+        "overlong_dropped": {r.split: r.dropped for r in p.lengths},  # of those, dropped (no room for the answer)
         "trainable_parameters": trainable,
         "total_parameters": total,
         "memory_after_load_gb": p.memory_after_load_gb,
