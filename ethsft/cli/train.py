@@ -18,6 +18,7 @@ from ethsft.training.recipe import run
 # Guide flag -> schema key. Everything else goes through --set section.key=value.
 FLAG_KEYS = {
     "dataset": "data.dataset_dir",
+    "dataset_config": "data.dataset_config",
     "output": "training.output_dir",
     "base_model": "model.base_model",
     "num_epochs": "training.num_train_epochs",
@@ -32,7 +33,10 @@ def train_options(f):
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                      help="YAML config (sections model, lora, quantization, training, data, optimization, logging)."),
-        click.option("--dataset", default=None, help="Folder with train.jsonl, validation.jsonl[, test.jsonl]."),
+        click.option("--dataset", default=None,
+                     help="Folder with train.jsonl, validation.jsonl[, test.jsonl]; a save_to_disk folder; or a Hub "
+                          "dataset id (split names: --set data.validation_split=dev).",),
+        click.option("--dataset-config", default=None, help="The Hub dataset's configuration name."),
         click.option("--output", default=None, help="Output folder for checkpoints, adapter, logs."),
         click.option("--base-model", default=None, help="Hub id or local path of the base model."),
         click.option("--num-epochs", type=click.FloatRange(min=0, min_open=True), default=None),

@@ -40,7 +40,11 @@ training
                                   token's user
   hub_private_repo [True]         create the repo private (a repo that exists keeps its visibility)
 data
-  dataset_dir [data/datasets]     folder with train.jsonl, validation.jsonl, test.jsonl
+  dataset_dir [data/datasets]     folder with train.jsonl, validation.jsonl, test.jsonl; or a `datasets` folder
+                                  written by save_to_disk; or a Hugging Face Hub dataset id (owner/name)
+  dataset_config [None]           the Hub dataset's configuration (load_dataset's second argument)
+  train_split [train], validation_split [validation], test_split [test]
+                                  the split names in a save_to_disk folder or Hub dataset (JSONL: the file names)
   max_length [2048]               tokens per sample (the guide's max_seq_length)
   dataset_text_field [text]       only for plain-text datasets
   system_prompt [None]            folded into the first [INST], as Mistral does
@@ -149,6 +153,10 @@ class TrainingArgs:
 @dataclass
 class DataArgs:
     dataset_dir: str = "data/datasets"
+    dataset_config: str | None = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
     max_length: int = 2048
     dataset_text_field: str = "text"
     system_prompt: str | None = None

@@ -158,15 +158,15 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
     return Dataset.from_dict(rows), report
 
 
-def load_splits(paths: dict[str, Path], tokenizer, data_args, say) -> tuple[dict, dict]:
-    """Read every split, report counts and overlong samples through ``say``, tokenize train and validation.
+def load_splits(records: dict[str, list[dict]], tokenizer, data_args, say) -> tuple[dict, dict]:
+    """Report counts and overlong samples of the ``records`` by split (``sources.read_splits``) through ``say``,
+    tokenize train and validation.
 
     Returns the records by split and ``{split: (dataset, LengthReport)}`` for train and validation.
     """
     import datasets
 
     datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
-    records = {name: read_records(path) for name, path in paths.items()}
     for name in SPLITS:
         if name in records:
             say(f"{name.capitalize()} samples: {len(records[name])}")

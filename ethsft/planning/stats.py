@@ -75,8 +75,8 @@ def load_counting_tokenizer(s: Settings, shape: ModelShape):
 
 def dataset_stats(s: Settings, dataset_dir: str | Path | None = None, tokenizer=None) -> DatasetStats:
     """Token counts of every split under ``dataset_dir`` (default data.dataset_dir), as training renders them."""
-    from ethsft.data.records import read_records, split_paths
     from ethsft.data.formatting import render
+    from ethsft.data.sources import read_splits, split_names
 
     notes: list[str] = []
     exact, tok_name = True, s.model.base_model
@@ -85,9 +85,10 @@ def dataset_stats(s: Settings, dataset_dir: str | Path | None = None, tokenizer=
         if note:
             notes.append(note)
     splits = {}
-    for name, path in split_paths(dataset_dir or s.data.dataset_dir).items():
+    source = dataset_dir or s.data.dataset_dir
+    for name, records in read_splits(source, s.data.dataset_config, split_names(s.data)).items():
         lengths, completion = [], []
-        for record in read_records(path):
+        for record in records:
             rendered = render(record, tokenizer, s.data.system_prompt)
             lengths.append(len(rendered.input_ids))
             completion.append(sum(rendered.loss_mask))

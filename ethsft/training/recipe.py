@@ -36,7 +36,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, set_seed
 
-    from ethsft.data.records import load_splits, split_paths
+    from ethsft.data.records import load_splits
+    from ethsft.data.sources import read_splits, split_names
     from ethsft.fastpath.runtime import configure_runtime
     from ethsft.training.guards import OverfitWarning, StopGuard
     from ethsft.training.trainer import IntentSFTTrainer
@@ -63,14 +64,14 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
 
     # --- data ------------------------------------------------------------------------------------------
     source = model_source(s)
-    paths = split_paths(s.data.dataset_dir)
+    split_records = read_splits(s.data.dataset_dir, s.data.dataset_config, split_names(s.data))
     if not Path(source).exists():  # a hub id: gated/missing and too little disk are said before the download
         from ethsft.model.hub import check_download
 
         check_download(source, s.model.cache_dir, s.model.revision)
     tokenizer = load_tokenizer(s, source)
     say("\nLoading dataset...", log_path, is_main)
-    records, tokenized = load_splits(paths, tokenizer, s.data, lambda line: say(line, log_path, is_main))
+    records, tokenized = load_splits(split_records, tokenizer, s.data, lambda line: say(line, log_path, is_main))
     train_ds = tokenized["train"][0]
     eval_ds = tokenized["validation"][0] if "validation" in tokenized else None
     if eval_ds is None and s.logging.eval_strategy != "no":

@@ -1,0 +1,121 @@
+"""--dataset beyond JSONL folders: a save_to_disk folder and a Hub-style dataset repo (data files, a named
+configuration, its own split names) train like JSONL, and bad ones fail with the same kind of message."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from conftest import make_record, tiny_settings
+from ethsft.data.records import DataError
+from ethsft.data.sources import read_splits, source_kind
+
+
+def _records(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    return [make_record(rng) for _ in range(n)]
+
+
+@pytest.fixture
+def disk_dataset(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    path = tmp_path / "saved"
+    DatasetDict({"train": Dataset.from_list(_records(12)), "validation": Dataset.from_list(_records(4, 1))}
+                ).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture
+def repo_dataset(tmp_path):
+    """A dataset laid out as on the Hub: parquet files under data/, a README declaring two configurations, the
+    validation split called "dev" and an extra column."""
+    from datasets import Dataset
+
+    root = tmp_path / "eth-intents"
+    (root / "data").mkdir(parents=True)
+    for config, seed in (("small", 0), ("large", 1)):
+        for split, n in (("train", 8 if config == "small" else 16), ("dev", 4)):
+            rows = [{**r, "source": "synth"} for r in _records(n, seed)]
+            Dataset.from_list(rows).to_parquet(str(root / "data" / f"{config}-{split}.parquet"))
+    (root / "README.md").write_text(
+        "---\nconfigs:\n" + "".join(
+            f"- config_name: {c}\n  data_files:\n  - split: train\n    path: data/{c}-train.parquet\n"
+            f"  - split: dev\n    path: data/{c}-dev.parquet\n" for c in ("small", "large")) + "---\n")
+    return root
+
+
+def test_kinds(small_dataset, disk_dataset, repo_dataset, tmp_path):
+    assert source_kind(small_dataset) == "jsonl"
+    assert source_kind(disk_dataset) == "disk"
+    assert source_kind(repo_dataset) == "local"
+    assert source_kind("ethsft/eth-intents") == "hub"
+    with pytest.raises(DataError) as e:
+        source_kind(tmp_path / "missing")
+    assert str(e.value) == (f"dataset folder not found: {tmp_path / 'missing'} (expected train.jsonl, "
+                            "validation.jsonl, test.jsonl; make one with `ethsft prepare`)")
+
+
+def test_save_to_disk_folder_trains(disk_dataset, tmp_path):
+    from ethsft.training.recipe import build_trainer
+
+    assert read_splits(disk_dataset)["validation"] == _records(4, 1)
+    prepared = build_trainer(tiny_settings(disk_dataset, tmp_path / "out", "training.max_steps=2"))
+    assert len(prepared.trainer.train_dataset) == 12 and len(prepared.trainer.eval_dataset) == 4
+    before = {n: p.detach().clone() for n, p in prepared.trainer.model.named_parameters() if "lora_B" in n}
+    prepared.trainer.train()
+    after = dict(prepared.trainer.model.named_parameters())
+    assert any(not (after[n] - b).abs().max().item() == 0 for n, b in before.items())  # the adapter learned
+
+
+def test_hub_style_repo_with_config_and_split_names_trains(repo_dataset, tmp_path):
+    from ethsft.training.recipe import build_trainer
+
+    splits = read_splits(repo_dataset, "large", {"validation": "dev"})
+    assert sorted(splits) == ["train", "validation"] and len(splits["train"]) == 16
+    assert set(splits["train"][0]) == {"instruction", "input", "output"}  # extra columns left out
+    s = tiny_settings(repo_dataset, tmp_path / "out", "training.max_steps=1", "data.dataset_config=small",
+                      "data.validation_split=dev")
+    prepared = build_trainer(s)
+    assert len(prepared.trainer.train_dataset) == 8 and len(prepared.trainer.eval_dataset) == 4
+    prepared.trainer.train()
+    assert prepared.trainer.state.global_step == 1
+
+
+def test_missing_column_and_bad_row_are_named(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    path = tmp_path / "cols"
+    rows = [{"prompt": r["input"], "output": r["output"]} for r in _records(3)]
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(path))
+    with pytest.raises(DataError) as e:
+        read_splits(path)
+    assert str(e.value) == (f"{path} [train]: no column 'instruction', 'input' (columns: prompt, output; expected "
+                            "instruction, input, output)")
+    path = tmp_path / "rows"
+    rows = _records(3)
+    rows[2] = {**rows[2], "output": " "}
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(path))
+    with pytest.raises(DataError) as e:
+        read_splits(path)
+    assert str(e.value) == (f"{path} [train] row 2: 'output' is empty; every record needs the answer the model "
+                            "should learn")
+
+
+def test_missing_train_split_is_named(disk_dataset, repo_dataset):
+    with pytest.raises(DataError) as e:
+        read_splits(disk_dataset, names={"train": "training"})
+    assert str(e.value) == (f"{disk_dataset}: no 'training' split (it has: train, validation); name the training "
+                            "split with data.train_split")
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError) as e:
+        read_splits("ethsft-test/no-such-dataset")
+    assert str(e.value).startswith("ethsft-test/no-such-dataset: ")
+    assert "Traceback" not in str(e.value)
+    json.dumps(str(e.value))
