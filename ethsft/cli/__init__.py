@@ -10,6 +10,7 @@ from ethsft.cli.bench import main as bench
 from ethsft.cli.demo import main as demo
 from ethsft.cli.data import prepare, synth
 from ethsft.cli.evaluate import evaluate, infer, merge
+from ethsft.cli.hub import push
 from ethsft.cli.ops import doctor, estimate, tune
 from ethsft.cli.train import main as train
 
@@ -24,5 +25,5 @@ def cli():
 # maintainers, not for someone training
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-for command in (demo, synth, prepare, train, evaluate, infer, merge, doctor, estimate, tune, bench):
+for command in (demo, synth, prepare, train, evaluate, infer, merge, push, doctor, estimate, tune, bench):
     cli.add_command(command)

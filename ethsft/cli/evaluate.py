@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ethsft.cli.hub import private_option, push_or_exit
 from ethsft.config.schema import ConfigError
 from ethsft.data.records import DataError
 
@@ -116,12 +117,21 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
               show_default=True, help="Weights dtype of the merged model.")
 @base_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-def merge(adapter, output, dtype, base_model, overwrite):
+@click.option("--push-to-hub", "push_to_hub", default=None, metavar="[USER/]NAME",
+              help="Then push the merged model (weights, tokenizer, chat template, loss plot, a model card saying it "
+                   "is merged) to this Hugging Face Hub repo. Token: HF_TOKEN or `hf auth login`.")
+@private_option
+def merge(adapter, output, dtype, base_model, overwrite, push_to_hub, hub_private_repo):
     """Merge a LoRA adapter into its (un-quantized) base: a standalone model for vLLM / from_pretrained."""
     from ethsft.inference.merge import merge_adapter
+    from ethsft.training.hub_push import repo_id_problem
 
+    if push_to_hub and repo_id_problem(push_to_hub):  # before the merge, not after it
+        raise click.UsageError(f"--push-to-hub: {repo_id_problem(push_to_hub)}")
     try:
         out = merge_adapter(adapter, output, dtype, base_model, overwrite)
     except _ERRORS as e:
         _fail(e)
     click.echo(f"Merged model saved to: {out}/")
+    if push_to_hub:
+        push_or_exit(out, push_to_hub, hub_private_repo, "merged")

@@ -13,6 +13,7 @@ import click
 from ethsft.config.schema import ConfigError, Settings, load_settings
 from ethsft.data.records import DataError
 from ethsft.training.guards import TrainingStopped
+from ethsft.training.hub_push import HubPushError
 from ethsft.training.recipe import run
 
 # Guide flag -> schema key. Everything else goes through --set section.key=value.
@@ -25,6 +26,9 @@ FLAG_KEYS = {
     "learning_rate": "training.learning_rate",
     "batch_size": "training.per_device_train_batch_size",
     "gradient_accumulation": "training.gradient_accumulation_steps",
+    "push_to_hub": "training.push_to_hub",
+    "hub_model_id": "training.hub_model_id",
+    "hub_private_repo": "training.hub_private_repo",
 }
 
 
@@ -48,6 +52,13 @@ def train_options(f):
         click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override any config key, e.g. --set lora.r=32 (repeatable)."),
         click.option("--overwrite", is_flag=True, help="Train into an output folder that holds a finished run."),
+        click.option("--push-to-hub/--no-push-to-hub", "push_to_hub", default=None,
+                     help="After a successful run, push the adapter, tokenizer, loss plot and a model card to the "
+                          "Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."),
+        click.option("--hub-model-id", default=None, metavar="[USER/]NAME",
+                     help="The Hub repo to push to [default: the output folder's name under the token's user]."),
+        click.option("--hub-private-repo/--hub-public-repo", "hub_private_repo", default=None,
+                     help="Create the Hub repo private (the default) or public."),
         click.option("--dry-run", is_flag=True,
                      help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
         click.option("--deepspeed", "deepspeed_config", default=None,
@@ -109,6 +120,9 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
     except (ConfigError, DataError) as e:
         raise click.ClickException(str(e)) from None
     except TrainingStopped as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(e.exit_code) from None
+    except HubPushError as e:  # the run finished and is saved; only the push failed
         click.echo(str(e), err=True)
         raise SystemExit(e.exit_code) from None
 

@@ -173,7 +173,7 @@ def _hyperparameters(f: CardFacts) -> list[str]:
     rows += [
         ("epochs", f"{t.get('num_train_epochs')}" + (f" ({steps} optimizer steps)" if steps is not None else "")),
         ("learning rate", f"{t.get('learning_rate')} ({t.get('lr_scheduler_type')}, warmup {t.get('warmup_steps')})"),
-        ("batch", f"{micro} per device x {accum} accumulation x {procs} processes = "
+        ("batch", f"{micro} per device x {accum} accumulation x {procs} process{'es' if procs != 1 else ''} = "
                   f"{f.run.get('effective_batch') or (micro or 0) * (accum or 0) * procs} per step"),
         ("max length", f"{d.get('max_length')} tokens, packing {'on' if d.get('packing') else 'off'}"),
         ("optimizer", f"{o.get('optim')}, weight decay {t.get('weight_decay')}, max grad norm {t.get('max_grad_norm')}"),
@@ -213,8 +213,8 @@ def _results(f: CardFacts) -> list[str]:
         if losses:
             lines += [("Training: " + ", ".join(losses) + f" after {run.get('global_step')} steps").rstrip() + ".", ""]
         if not mt:
-            lines += ["No `ethsft evaluate` results were found beside this model; score it with "
-                      "`ethsft evaluate --model <folder> --dataset <dataset dir>` and push again.", ""]
+            lines += ["No `ethsft evaluate` results were pushed with this model (`ethsft evaluate --model <folder> "
+                      "--dataset <dataset>` before `ethsft push` adds them).", ""]
     elif not mt:
         lines += ["No results were found beside this model.", ""]
     if f.plot:
@@ -248,7 +248,7 @@ def _usage(f: CardFacts) -> list[str]:
                f"ethsft merge --adapter {name} --output {name}-merged   # a standalone model for vLLM / TGI\n")
     else:
         cli = f"ethsft infer --model {repo} '{EXAMPLE_TX}'\nvllm serve {repo}\n"
-    lines = ["## How to use", "", "```python", code.rstrip(), "```", "", "With [ethsft](https://pypi.org/project/ethsft/):",
+    lines = ["## How to use", "", "```python", code.rstrip(), "```", "", "With ethsft:",
              "", "```bash", cli.rstrip(), "```", ""]
     if f.kind == "adapter" and not is_hub_id(f.base_model):
         lines += [f"The base model `{f.base_model}` is not a Hugging Face Hub id: load the adapter onto it with "
@@ -262,13 +262,13 @@ def render(f: CardFacts) -> str:
     if f.kind == "adapter":
         what = (f"A LoRA adapter for [{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
                 else f"A LoRA adapter for `{f.base_model}`")
-        intro = (f"{what}, fine-tuned with [ethsft](https://pypi.org/project/ethsft/) (TRL SFT, QLoRA) to extract "
+        intro = (f"{what}, fine-tuned with ethsft (TRL SFT, QLoRA) to extract "
                  "the structured intent of an Ethereum transaction as JSON. Load it on top of its base model (below).")
     else:
         base = (f"[{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
                 else f"`{f.base_model}`")
         dtype = (f.merge or {}).get("dtype", "").replace("torch.", "")
-        intro = (f"A merged model: a LoRA adapter fine-tuned with [ethsft](https://pypi.org/project/ethsft/) (TRL SFT, "
+        intro = (f"A merged model: a LoRA adapter fine-tuned with ethsft (TRL SFT, "
                  f"QLoRA) merged into its base model {base}" + (f" ({dtype} weights)" if dtype else "") +
                  ", so it loads as a standalone model (transformers, vLLM, TGI) and extracts the structured intent "
                  "of an Ethereum transaction as JSON.")

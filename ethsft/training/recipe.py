@@ -243,13 +243,19 @@ def _train(p: Prepared, s: Settings):
 def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None,
         callbacks: list | None = None) -> dict:
     """Train one QLoRA adapter as ``s`` says; returns the run summary. Raises ``guards.TrainingStopped`` when
-    a signal, a non-finite loss or CUDA out of memory stops training early (the last checkpoint is kept)."""
+    a signal, a non-finite loss or CUDA out of memory stops training early (the last checkpoint is kept), and
+    ``hub_push.HubPushError`` when ``training.push_to_hub``'s push fails (after everything is saved)."""
     from ethsft.training.reporting import peak_vram_gb, plot_losses, run_environment, write_json_atomic
 
     p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
     trainer, out, log_path, is_main = p.trainer, p.out, p.log_path, p.is_main
     for callback in callbacks or []:
         trainer.add_callback(callback)
+    if s.training.push_to_hub:  # where it will go, and a push that cannot work (offline, no token), said now
+        from ethsft.training.hub_push import preflight
+
+        for line in preflight(s, out):
+            say(line, log_path, is_main)
 
     # --- train -----------------------------------------------------------------------------------------
     say("\nStarting training..." if p.resume is None else f"\nResuming training from {p.resume}...", log_path, is_main)
@@ -308,4 +314,8 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
         if plot:
             say(f"Loss curves: {plot}", log_path)
     trainer.accelerator.wait_for_everyone()
+    if s.training.push_to_hub and is_main:  # last: a failed push loses nothing (HubPushError says how to retry)
+        from ethsft.training.hub_push import push_run
+
+        push_run(s, out, lambda line: say(line, log_path), log_path)
     return summary
