@@ -27,6 +27,12 @@ def _fail(e: Exception):
     raise click.ClickException(str(e)) from None
 
 
+def _stopped(what: str, stop, e, unit: str, written: str):
+    """A first SIGTERM/SIGINT stopped generation (``stopping.SignalStop``): one line, exit 143/130."""
+    click.echo(f"ethsft: {what} stopped by {stop.name} after {e.done} of {e.total} {unit}; {written}", err=True)
+    raise SystemExit(stop.exit_code)
+
+
 def default_output(model: str, dataset: str) -> Path:
     """<model dir>/eval-<dataset>, or eval/<model name>-<dataset> when the model is no local dir."""
     stem = Path(dataset).stem if Path(dataset).is_file() else "test"
@@ -50,14 +56,20 @@ def default_output(model: str, dataset: str) -> Path:
 @click.option("--output", default=None, help="Folder for predictions.jsonl and metrics.json "
                                              "[default: <model dir>/eval-<dataset name>].")
 def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_tokens, limit, system_prompt, output):
-    """Greedy-generate on a dataset and score the intents field by field."""
+    """Greedy-generate on a dataset and score the intents field by field. A first SIGTERM/SIGINT during
+    generation stops it within a generate step and writes nothing (exit 143/130)."""
     from ethsft.evaluation.evaluate import evaluate_model
     from ethsft.evaluation.metrics import format_table
+    from ethsft.evaluation.stopping import SignalStop, StopRequested
 
     out = Path(output) if output else default_output(model, dataset)
+    stop = SignalStop()  # on while generating only: a signal while the model loads ends the process as usual
     try:
         metrics = evaluate_model(model, dataset, batch_size, max_new_tokens, load_in_4bit, base_model, out,
-                                 system_prompt, limit, progress=True)
+                                 system_prompt, limit, progress=True, stop=stop)
+    except StopRequested as e:
+        _stopped("evaluation", stop, e, "samples", f"nothing written to {out}/ (predictions.jsonl and metrics.json "
+                                                   "are written only for a complete evaluation)")
     except _ERRORS as e:
         _fail(e)
     click.echo(f"\nModel: {metrics['model']}" + (f" (base {metrics['base_model']})" if metrics["adapter"] else ""))
@@ -80,9 +92,12 @@ def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_token
 def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size, max_new_tokens, system_prompt,
           output):
     """Extract intents: TRANSACTIONS are JSON strings (a transaction, its model input, or a decoded.csv row as
-    JSON); '-' reads JSON lines from stdin. Prints one JSON line per transaction: {"input", "intent", "raw"}."""
+    JSON); '-' reads JSON lines from stdin. Prints one JSON line per transaction: {"input", "intent", "raw"}.
+    A first SIGTERM/SIGINT during generation stops it within a generate step; nothing is printed or written."""
+    from ethsft.evaluation.stopping import SignalStop, StopRequested
     from ethsft.inference.loading import as_record, load_for_inference, predict, read_inputs
 
+    stop = SignalStop()  # on while generating only
     try:
         records = []
         for i, tx in enumerate(transactions, start=1):  # each checked before the model loads
@@ -99,7 +114,10 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
         if not records:
             raise click.UsageError("nothing to infer: pass a JSON transaction, '-' for stdin, or --file")
         loaded = load_for_inference(model, load_in_4bit=load_in_4bit, base_model=base_model)
-        results = predict(loaded, records, batch_size, max_new_tokens, system_prompt, progress=len(records) > batch_size)
+        results = predict(loaded, records, batch_size, max_new_tokens, system_prompt,
+                          progress=len(records) > batch_size, stop=stop)
+    except StopRequested as e:
+        _stopped("inference", stop, e, "transactions", "nothing written")
     except _ERRORS as e:
         _fail(e)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)

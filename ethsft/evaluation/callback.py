@@ -28,8 +28,9 @@ class IntentEvaluator:
         self.max_new_tokens = max_new_tokens or answer_budget(tokenizer, [r["output"] for r in self.records])
         self.last_metrics: dict | None = None  # the full metrics (per field, confusion) of the latest run
 
-    def __call__(self, model, accelerator=None) -> dict[str, float]:
-        """Headline scores (``intent_exact_match``, ...) on the subset; every process gets the same numbers."""
+    def __call__(self, model, accelerator=None, stop=None) -> dict[str, float]:
+        """Headline scores (``intent_exact_match``, ...) on the subset; every process gets the same numbers.
+        ``stop`` (a ``stopping.SignalStop``): a signal ends generation early with ``stopping.StopRequested``."""
         rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
         n = len(self.records)
         # Each process takes every world-th record; shards are padded to one length so that every process makes
@@ -37,7 +38,7 @@ class IntentEvaluator:
         per_rank = -(-n // world)
         shard = [i % n for i in range(rank, per_rank * world, world)]
         texts = generate_texts(model, self.tokenizer, [self._messages(i) for i in shard], self.max_new_tokens,
-                               self.batch_size)
+                               self.batch_size, stop=stop)
         pairs = list(zip(shard, texts))
         if world > 1:
             from accelerate.utils import gather_object

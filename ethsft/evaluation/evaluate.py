@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -60,12 +61,13 @@ def references_of(records: Sequence[dict], where: Sequence[str] | None = None) -
 
 def evaluate_records(model, tokenizer, records: Sequence[dict], batch_size: int = 16,
                      max_new_tokens: int | None = None, system_prompt: str | None = None,
-                     progress: bool = False) -> tuple[dict, list[dict]]:
-    """Greedy answers for ``records`` scored against their outputs: (metrics, one row per record)."""
+                     progress: bool = False, stop=None) -> tuple[dict, list[dict]]:
+    """Greedy answers for ``records`` scored against their outputs: (metrics, one row per record). ``stop`` (a
+    ``stopping.SignalStop``): a signal ends generation with ``stopping.StopRequested`` and no result."""
     references = references_of(records)
     budget = max_new_tokens or answer_budget(tokenizer, [r["output"] for r in records])
     texts = generate_texts(model, tokenizer, [prompt_messages(r, system_prompt) for r in records], budget,
-                           batch_size, progress, desc="evaluating")
+                           batch_size, progress, desc="evaluating", stop=stop)
     predictions = [parse_intent(t) for t in texts]
     metrics = compute_metrics(references, predictions)
     metrics["max_new_tokens"] = budget
@@ -89,10 +91,12 @@ def write_results(output_dir: str | Path, metrics: dict, rows: Sequence[dict]) -
 def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], batch_size: int = 16,
                    max_new_tokens: int | None = None, load_in_4bit: bool = False, base_model: str | None = None,
                    output_dir: str | Path | None = None, system_prompt: str | None = None, limit: int | None = None,
-                   progress: bool = True, dtype=None) -> dict:
+                   progress: bool = True, dtype=None, stop=None) -> dict:
     """Load ``model_dir_or_adapter`` (adapter dir, merged dir, hub id, ``embedded:...``, or a ``LoadedModel``),
     generate on ``records`` (list, JSONL file, or dataset dir -> test.jsonl) and return the metrics dict;
-    with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference."""
+    with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference.
+    ``stop`` (a ``stopping.SignalStop``): installed while generating; a first SIGTERM/SIGINT then raises
+    ``stopping.StopRequested`` within a generate step, and nothing is written."""
     from ethsft.inference.loading import LoadedModel, load_for_inference
 
     records = checked_records(records, limit)  # a bad reference fails here, naming file and line, before loading
@@ -101,8 +105,9 @@ def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], b
                                  dtype=dtype))
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     started = time.perf_counter()
-    metrics, rows = evaluate_records(loaded.model, loaded.tokenizer, records, batch_size, max_new_tokens, system,
-                                     progress)
+    with stop if stop is not None else contextlib.nullcontext():
+        metrics, rows = evaluate_records(loaded.model, loaded.tokenizer, records, batch_size, max_new_tokens,
+                                         system, progress, stop)
     seconds = time.perf_counter() - started
     metrics.update(model=str(loaded.adapter or loaded.base_model), base_model=loaded.base_model,
                    adapter=loaded.adapter, batch_size=batch_size, seconds=round(seconds, 3),

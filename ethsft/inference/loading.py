@@ -295,15 +295,20 @@ def read_inputs(path: str | Path) -> list[dict]:
 # --- predicting ---------------------------------------------------------------------------------------------
 
 def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, max_new_tokens: int = 384,
-            system_prompt: str | None = None, progress: bool = False) -> list[dict]:
+            system_prompt: str | None = None, progress: bool = False, stop=None) -> list[dict]:
     """``{"input", "intent", "raw"}`` per record: ``intent`` is the parsed JSON object, or None when ``raw``
-    is not one. ``max_new_tokens`` bounds an answer (Mistral tokens; the longest intents take ~250)."""
+    is not one. ``max_new_tokens`` bounds an answer (Mistral tokens; the longest intents take ~250).
+    ``stop`` (an ``evaluation.stopping.SignalStop``): installed while generating; a first SIGTERM/SIGINT then
+    raises ``StopRequested`` within a generate step, and nothing is returned."""
+    import contextlib
+
     from ethsft.evaluation.generation import generate_texts
     from ethsft.evaluation.metrics import parse_intent
 
     records = list(records)
     system = system_prompt if system_prompt is not None else loaded.system_prompt
-    texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
-                           max_new_tokens, batch_size, progress)
+    with stop if stop is not None else contextlib.nullcontext():
+        texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
+                               max_new_tokens, batch_size, progress, stop=stop)
     return [{"input": r["input"], "intent": parse_intent(t), "raw": t} for r, t in zip(records, texts)]
 

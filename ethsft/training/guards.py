@@ -8,11 +8,12 @@ import math
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+
+from ethsft.evaluation.stopping import SignalStop
 
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".old-"
@@ -64,60 +65,50 @@ def _fsync(path: str) -> None:
 # SIGTERM / SIGINT and NaN: stop at the end of the current step
 
 
-class StopGuard(TrainerCallback):
+class StopGuard(SignalStop, TrainerCallback):
     """First SIGTERM/SIGINT: finish the step, save a checkpoint, stop. Second: exit at once.
+    During an evaluation the first signal stops the evaluation between batches (``StopRequested``, from
+    ``agreed``); the trainer then saves the step that was being evaluated and stops the same way.
     A non-finite training loss: stop without saving, so the last good checkpoint stays the newest.
 
-    Under several processes the decision is shared (one small all-reduce per optimizer step), so that every rank
-    saves and stops at the same step even if only one of them got the signal.
+    Under several processes the decision is shared (one small all-reduce per optimizer step, and per evaluation
+    batch), so that every rank saves and stops at the same step even if only one of them got the signal.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
     def __init__(self, trainer=None, exit_fn=os._exit, stream=None):
+        super().__init__(exit_fn=exit_fn, stream=stream)
         self.trainer = trainer
-        self.exit_fn = exit_fn
-        self.stream = stream
-        self.received: int | None = None  # signal number
+        self.during: str | None = None  # "evaluation" / "final evaluation" while one runs (for the notice)
         self.stopped_at: int | None = None  # step at which training stopped for the signal
+        self.stopped_in: str | None = None  # "evaluation" when the signal stopped an evaluation
         self.nonfinite: tuple[int, float] | None = None
-        self._previous: dict = {}
 
-    def install(self) -> "StopGuard":
-        import threading
+    def notice(self, name: str) -> str:
+        if self.during == "evaluation":
+            return (f"ethsft: {name} received during evaluation: stopping it, then saving a checkpoint of the last "
+                    f"completed step and stopping (send {name} again to exit at once)")
+        if self.during == "final evaluation":
+            return (f"ethsft: {name} received during the final evaluation: stopping it; the trained adapter is "
+                    f"already saved (send {name} again to exit at once)")
+        return (f"ethsft: {name} received: finishing the current step, then saving a checkpoint and stopping "
+                f"(send {name} again to exit at once)")
 
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self.handle)
-        return self
+    def second_notice(self, name: str) -> str:
+        return f"ethsft: second {name}: exiting now, without a checkpoint"
 
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _say(self, line: str) -> None:
-        stream = self.stream or sys.stderr
-        print(line, file=stream, flush=True)
-
-    def handle(self, signum, frame=None) -> None:
-        name = signal.Signals(signum).name
-        if self.received is not None:
-            self._say(f"ethsft: second {name}: exiting now, without a checkpoint")
-            self.exit_fn(128 + signum)
-            return
-        self.received = signum
-        self._say(f"ethsft: {name} received: finishing the current step, then saving a checkpoint and stopping "
-                  f"(send {name} again to exit at once)")
+    def agreed(self) -> bool:
+        """Did any process get a signal? Collective under several processes: every rank asks at the same point
+        (each evaluation batch, each generation batch)."""
+        args = getattr(self.trainer, "args", None)
+        flag = bool(_any_rank([1.0 if self.received is not None else 0.0], args)[0])
+        if flag and self.received is None:
+            self.received = signal.SIGTERM  # another rank got it
+        return flag
 
     def on_step_end(self, args, state, control, **kwargs):
         check = getattr(self.trainer, "check_nonfinite", None)
         nonfinite = check() if check else getattr(self.trainer, "nonfinite", None)
-        flags = [1.0 if self.received is not None else 0.0, 1.0 if nonfinite is not None else 0.0]
-        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            t = torch.tensor(flags, device=args.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            flags = t.tolist()
+        flags = _any_rank([1.0 if self.received is not None else 0.0, 1.0 if nonfinite is not None else 0.0], args)
         if flags[1]:
             self.nonfinite = nonfinite or (state.global_step, float("nan"))
             control.should_save = False  # keep the last good checkpoint the newest one
@@ -128,8 +119,27 @@ class StopGuard(TrainerCallback):
                 self.received = signal.SIGTERM  # another rank got it
             self.stopped_at = state.global_step
             control.should_save = True  # even with save_strategy "no": a stop must be resumable
+            control.should_evaluate = False  # stopping now: this step's evaluation would only delay the exit
             control.should_training_stop = True
         return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # the epoch ends early after a stop: no evaluation, and no save beyond the one the stop made (or, after a
+        # non-finite loss, none at all) even with eval/save_strategy "epoch"
+        if self.stopped_at is not None or self.nonfinite is not None:
+            control.should_evaluate = False
+            control.should_save = False
+        return control
+
+
+def _any_rank(flags: list[float], args) -> list[float]:
+    """``flags``, each the maximum over every process (one all-reduce) when several run; as given otherwise."""
+    if args is None or args.world_size <= 1 or not torch.distributed.is_available() \
+            or not torch.distributed.is_initialized():
+        return flags
+    t = torch.tensor(flags, device=args.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return t.tolist()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ class Prepared:
     memory_after_load_gb: float | None
     resume: Path | None
     started: float
-    guard: object = None  # guards.StopGuard: SIGTERM/SIGINT and NaN loss stop at the end of a step
+    guard: object = None  # guards.StopGuard: SIGTERM/SIGINT (end of a step or evaluation batch), NaN loss
 
 
 def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
@@ -235,9 +235,34 @@ def _train(p: Prepared, s: Settings):
     if guard.received is not None and guard.stopped_at is not None:
         name = signal.Signals(guard.received).name
         ckpt = getattr(trainer, "last_checkpoint", None) or last_complete_checkpoint(p.out)
-        raise TrainingStopped(f"ethsft: stopped by {name} at step {guard.stopped_at}; checkpoint saved to {ckpt}; "
+        where = (f"during the evaluation after step {guard.stopped_at}" if guard.stopped_in == "evaluation"
+                 else f"at step {guard.stopped_at}")
+        raise TrainingStopped(f"ethsft: stopped by {name} {where}; checkpoint saved to {ckpt}; "
                               f"resume with: {resume_command()}", exit_code=128 + guard.received)
     return result
+
+
+def _final_evaluate(p: Prepared, s: Settings) -> dict:
+    """``trainer.evaluate()`` after training, under the stop guard: a signal stops it between batches and
+    becomes TrainingStopped (the adapter is saved already; the summary is not written)."""
+    from ethsft.evaluation.stopping import StopRequested
+
+    trainer, guard = p.trainer, p.guard
+    if guard is None:
+        return trainer.evaluate()
+    guard.during = "final evaluation"
+    guard.install()
+    try:
+        return trainer.evaluate()
+    except StopRequested:
+        raise TrainingStopped(
+            f"ethsft: stopped by {guard.name} during the final evaluation; training finished at step "
+            f"{trainer.state.global_step} and the adapter is saved in {p.out}/, but {SUMMARY_FILE} was not written; "
+            f"score the adapter with: ethsft evaluate --model {shlex.quote(str(p.out))} --dataset "
+            f"{shlex.quote(s.data.dataset_dir)}", exit_code=guard.exit_code) from None
+    finally:
+        guard.uninstall()
+        guard.during = None
 
 
 def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config: str | None = None,
@@ -261,6 +286,9 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
     say("\nStarting training..." if p.resume is None else f"\nResuming training from {p.resume}...", log_path, is_main)
     try:
         result = _train(p, s)
+        # --- save, evaluate, report --------------------------------------------------------------------
+        trainer.save_model(str(out))  # adapter (safetensors) + tokenizer; under ZeRO-3 gathered from all ranks
+        final_eval = _final_evaluate(p, s) if trainer.eval_dataset is not None else {}
     except TrainingStopped as e:
         if is_main and log_path is not None:  # in training_logs.txt too; the CLI prints it on stderr
             from ethsft.training.reporting import redact_text
@@ -268,10 +296,6 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(redact_text(str(e)) + "\n")
         raise
-
-    # --- save, evaluate, report ------------------------------------------------------------------------
-    trainer.save_model(str(out))  # adapter (safetensors) + tokenizer; under ZeRO-3 gathered from all ranks
-    final_eval = trainer.evaluate() if trainer.eval_dataset is not None else {}
     elapsed = time.time() - p.started
     peak = peak_vram_gb()
     trainable, total = trainer.model.get_nb_trainable_parameters()

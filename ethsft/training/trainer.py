@@ -16,6 +16,8 @@
       return output.metrics                     # -> _determine_best_metric(metrics)
 
   A callback's ``on_evaluate`` runs after ``self.log``: its metrics never reach the log line or trackers.
+* **Evaluation stops on SIGTERM/SIGINT** between batches (eval loss and intent generation): the step being
+  evaluated is saved as a checkpoint and training stops as after a step (``guards.StopGuard``).
 * **CUDA-graphed training steps** (``use_cuda_graphs``, the fast path's ``optimization.cuda_graphs``): the loss
   of each packed row is replayed by ``fastpath.graphs.GraphedLoss``, and the host stops waiting for the GPU
   between micro-batches.
@@ -29,7 +31,8 @@ import shutil
 import torch
 from trl import SFTTrainer
 
-from ethsft.training.guards import TMP_PREFIX, publish
+from ethsft.evaluation.stopping import StopRequested
+from ethsft.training.guards import TMP_PREFIX, StopGuard, publish
 
 
 class IntentSFTTrainer(SFTTrainer):
@@ -52,14 +55,54 @@ class IntentSFTTrainer(SFTTrainer):
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
-        if self.intent_evaluator is not None and description == "Evaluation":  # not predict()
-            model = self.accelerator.unwrap_model(self.model)
-            with self.accelerator.autocast():  # the same mixed precision as the eval forward passes
-                scores = self.intent_evaluator(model, self.accelerator)
-            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
+        guard = self.stop_guard
+        during = guard.during if guard is not None else None
+        if guard is not None and during is None:
+            guard.during = "evaluation"
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                             metric_key_prefix)
+            if self.intent_evaluator is not None and description == "Evaluation":  # not predict()
+                model = self.accelerator.unwrap_model(self.model)
+                with self.accelerator.autocast():  # the same mixed precision as the eval forward passes
+                    scores = self.intent_evaluator(model, self.accelerator, stop=guard)
+                output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in scores.items()})
+        except StopRequested:
+            for callback in self.callback_handler.callbacks:  # on_evaluate, which closes the bar, will not come
+                bar = getattr(callback, "prediction_bar", None)  # transformers' ProgressCallback
+                if bar is not None:
+                    bar.close()
+                    callback.prediction_bar = None
+            raise
+        finally:
+            if guard is not None:
+                guard.during = during
         return output
+
+    # --- stopping an evaluation on SIGTERM/SIGINT ---------------------------------------------------------
+
+    @property
+    def stop_guard(self) -> StopGuard | None:
+        """The run's ``guards.StopGuard`` callback, if it has one."""
+        return next((c for c in self.callback_handler.callbacks if isinstance(c, StopGuard)), None)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        guard = self.stop_guard  # every process asks once per evaluation batch (agreed() may all-reduce)
+        if guard is not None and guard.agreed():
+            raise StopRequested()
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, *args, **kwargs):
+        """transformers' log -> evaluate -> save; a signal that stops the evaluation (``StopRequested``) saves the
+        step being evaluated instead (evaluation changes neither weights nor optimizer) and stops training."""
+        try:
+            return super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, *args, **kwargs)
+        except StopRequested:
+            guard = self.stop_guard
+            guard.stopped_at, guard.stopped_in = self.state.global_step, "evaluation"
+            self._save_checkpoint(model, trial)  # even with save_strategy "no": a stop must be resumable
+            self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+            self.control.should_training_stop = True
 
     # --- CUDA-graphed steps -------------------------------------------------------------------------------
 
