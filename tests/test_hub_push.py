@@ -87,7 +87,8 @@ def test_train_pushes_adapter_tokenizer_plot_and_card(pushed):
     assert hub.lfs_files == [] and hub.unexpected == []
     assert hub.commits[-1]["summary"] == "Upload adapter with ethsft"
     log = (out / "training_logs.txt").read_text()
-    assert f"At the end, the adapter is pushed to the Hugging Face Hub as {REPO_ID} (private if created then)" in log
+    assert f"At the end, the adapter is pushed to the Hugging Face Hub as {REPO_ID} (a private repo if it is " \
+           "created then)" in log
     assert f"Pushed to {hub.url}/{REPO_ID}: adapter_model.safetensors, adapter_config.json, tokenizer.json" in log
     assert f"Pushed to {hub.url}/{REPO_ID}" in proc.stdout
 
@@ -291,6 +292,7 @@ def test_schema_keys_flags_and_checks(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     s = load_settings(None, {"training.push_to_hub": True, "training.output_dir": str(tmp_path / "my-run")})
     assert preflight(s, tmp_path / "my-run") == [
-        "At the end, the adapter is pushed to the Hugging Face Hub as my-run (private if created then)",
+        "At the end, the adapter is pushed to the Hugging Face Hub as my-run under the token's user (a private repo "
+        "if it is created then)",
         f"Note: no Hugging Face token found (HF_TOKEN or `hf auth login`): log in before training ends, or the push "
         f"fails (the run stays in {tmp_path / 'my-run'}/)"]

@@ -208,8 +208,9 @@ def preflight(s, out: str | Path) -> list[str]:
     """Notes for the start of a run with ``training.push_to_hub``: where it will push, and a push that cannot work
     (offline, no token) said before training instead of after it. Nothing is sent anywhere."""
     repo_id = s.training.hub_model_id or default_repo_id(out)
-    notes = [f"At the end, the adapter is pushed to the Hugging Face Hub as {repo_id} "
-             f"({'private' if s.training.hub_private_repo else 'public'} if created then)"]
+    where = repo_id if "/" in repo_id else f"{repo_id} under the token's user"
+    notes = [f"At the end, the adapter is pushed to the Hugging Face Hub as {where} "
+             f"(a {'private' if s.training.hub_private_repo else 'public'} repo if it is created then)"]
     try:
         from huggingface_hub import constants, get_token
 
