@@ -110,6 +110,24 @@ def load_model(s: Settings, precision: Precision | None = None, source: str | No
     return model
 
 
+def keep_4bit_layout_for_zero3(model) -> int:
+    """Under DeepSpeed ZeRO-3, stop bitsandbytes' CPU repacking of 4-bit weights; returns how many layers.
+
+    bitsandbytes (0.49+) rewrites a ``Linear4bit`` weight into an AVX512-BF16 layout (``weight.data`` replaced by a
+    uint8 tensor of another shape, ``quant_state.packing_format_for_cpu``) the first time the layer runs on CPU in
+    eval mode without grad, i.e. at the first evaluation, and undoes it in ``_save_to_state_dict``. Under ZeRO-3
+    ``weight.data`` is DeepSpeed's gathered/partitioned storage in the quant-storage dtype: the repack swaps it
+    behind DeepSpeed's back and the next checkpoint dies in ``_convert_weight_packed_for_cpu_inverse``
+    (``assert packed_weight.dtype == torch.uint8``). The plain 4-bit CPU kernel is used instead (GPUs never repack).
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
 def memory_gb() -> float | None:
     """Memory the process holds on its GPU now, in GB (None on CPU)."""
     if not torch.cuda.is_available():

@@ -42,7 +42,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from ethsft.training.guards import OverfitWarning, StopGuard
     from ethsft.training.trainer import IntentSFTTrainer
     from ethsft.config.hf import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
-    from ethsft.model.loading import load_model, load_tokenizer, memory_gb, model_source
+    from ethsft.model.loading import keep_4bit_layout_for_zero3, load_model, load_tokenizer, memory_gb, model_source
     from ethsft.training.outputs import check_output_dir, find_resume_checkpoint
 
     # --- seed, output folder, resume point -------------------------------------------------------------
@@ -99,6 +99,13 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     # --- trainer ---------------------------------------------------------------------------------------
     extra = {"deepspeed": deepspeed_config} if deepspeed_config else {}
     args = sft_config(s, precision, **extra)
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():  # known once the DeepSpeed config is part of the arguments
+        keep_4bit_layout_for_zero3(model)
+        if s.quantization.load_in_4bit and s.quantization.bnb_4bit_quant_storage in (None, "uint8"):
+            say("Note: DeepSpeed ZeRO-3 with 4-bit weights stored as uint8: the PEFT/TRL recipe (and the verified path) "
+                "is --set quantization.bnb_4bit_quant_storage=bfloat16 (the compute dtype)", log_path, is_main)
     if eval_ds is None:
         args.eval_strategy = "no"
         args.load_best_model_at_end = False
