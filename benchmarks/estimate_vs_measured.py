@@ -1,4 +1,4 @@
-"""Estimated vs measured: ethsft.estimate's memory/time model against the H100 measurements.
+"""Estimated vs measured: ethsft.planning.estimate's memory/time model against the H100 measurements.
 
     python benchmarks/estimate_vs_measured.py                      # prints the markdown table
     python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured.md

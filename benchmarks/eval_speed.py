@@ -3,7 +3,7 @@
     python benchmarks/eval_speed.py --model-shape tiny --out bench_cpu.json                 # CPU, a minute
     python benchmarks/eval_speed.py --model-shape mistral-7b --out bench_gpu.json           # GPU, 4-bit
 
-The model has random weights (built once under $ETHSFT_CACHE by ethsft.embedded.build_model): speed does not
+The model has random weights (built once under $ETHSFT_CACHE by ethsft.model.embedded.build_model): speed does not
 depend on the weights, and random weights rarely emit EOS, so both loops generate exactly --max-new-tokens
 per sample (``min_new_tokens`` pins it) and the comparison is like for like. Prompts are real transactions
 from ethsft.eth.synth (or the test-suite-style generator when ethsft.eth is absent), rendered with the

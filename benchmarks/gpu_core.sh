@@ -13,7 +13,7 @@ python -m ethsft prepare --input $W/decoded.csv --output $W/ds --split 0.9 0.05 
 python -m ethsft synth --rows 120 --output $W/decoded-small.csv --seed 8
 python -m ethsft prepare --input $W/decoded-small.csv --output $W/ds-small --split 0.8 0.1 0.1 --no-token-stats
 python benchmarks/long_dataset.py --dataset $W/ds-small --output $W/ds-2048 --tokens 2048
-time python -c "from ethsft.embedded import resolve; print(resolve('embedded:mistral-7b'))"
+time python -c "from ethsft.model.embedded import resolve; print(resolve('embedded:mistral-7b'))"
 common=(--config configs/guide_12gb.yaml --base-model embedded:mistral-7b --set training.max_steps=$STEPS
         --set logging.logging_steps=1 --set logging.save_steps=1000 --set logging.eval_steps=1000)
 run() {  # name, launcher..., -- dataset

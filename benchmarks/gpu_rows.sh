@@ -5,7 +5,7 @@
 set -uo pipefail
 OUT=${OUT:-results}; mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-python -c "from ethsft.embedded import resolve; print(resolve('embedded:mistral-7b'))" 2>&1 | tail -1
+python -c "from ethsft.model.embedded import resolve; print(resolve('embedded:mistral-7b'))" 2>&1 | tail -1
 [ "${NF4_CHECK:-1}" != 0 ] && { python benchmarks/gpu_nf4_check.py > "$OUT/nf4_check.log" 2>&1; grep "^[0-9]" "$OUT/nf4_check.log"; }
 i=0
 DEFAULT="a' b:compile=1;rows=2048;accum=4;vram=11 b:compile=1;rows=4096;accum=2;vram=11 b:compile=1;rows=3072;accum=3;vram=11"
