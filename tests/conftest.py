@@ -97,3 +97,18 @@ def chatml_tokenizer():
                                   unk_token="<|endoftext|>", pad_token="<|im_end|>")
     tok.chat_template = SMOLLM2_TEMPLATE
     return tok
+
+
+def wait_for(predicate, proc, what: str, timeout: float = 180) -> None:
+    """Poll ``predicate`` until it holds; fail (killing ``proc``) if ``proc`` exits first or time runs out."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"{what} never happened (exit code {proc.poll()})")

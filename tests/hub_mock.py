@@ -65,6 +65,12 @@ class MockHub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def unexpected_about(self, repo_id: str) -> list[tuple[str, str]]:
+        """The unexpected requests that write, or touch ``repo_id``. Reads of other repos are not the code under
+        test's: transformers' `kernels` integration (installed with transformers 5.25) asks the Hub about
+        kernels-community while a model loads."""
+        return [u for u in self.unexpected if u[0] != "GET" or repo_id in u[1]]
+
     def serve_dataset(self, repo_id: str, folder: str | Path) -> None:
         """Serve ``folder`` (every file under it) as the dataset repo ``repo_id``, at revision ``main`` or
         ``DATASET_SHA``, for ``datasets.load_dataset`` / ``hf_hub_download`` / ``HfFileSystem``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from transformers import StoppingCriteria, StoppingCriteriaList, TrainerCallback
 
-from conftest import REPO, make_record, tiny_settings, write_split
+from conftest import REPO, make_record, tiny_settings, wait_for, write_split
 
 STOP_WITHIN_S = 10
 
@@ -33,18 +33,6 @@ def start(cmd: list[str], tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "proc.log"
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT), log
-
-
-def wait_for(predicate, proc, what: str, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"{what} never happened (exit code {proc.poll()})")
 
 
 def stop_and_time(proc, sig) -> tuple[int, float]:

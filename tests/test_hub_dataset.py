@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO, make_record
 from hub_mock import MockHub
+from test_sources import write_hub_layout
 
 DATASET_ID = "ethsft-test/eth-intents"
 SIZES = {("small", "train"): 8, ("small", "dev"): 4, ("large", "train"): 16, ("large", "dev"): 4}
@@ -40,17 +41,7 @@ def served_records(config: str, split: str) -> list[dict]:
 def hub(tmp_path_factory):
     """The mock Hub serving ``ethsft-test/eth-intents``: parquet under data/ (an extra column), a README declaring
     two configurations whose validation split is called "dev"."""
-    from datasets import Dataset
-
-    root = tmp_path_factory.mktemp("hub-dataset") / "eth-intents"
-    (root / "data").mkdir(parents=True)
-    for config, split in SIZES:
-        rows = [{**r, "source": "synth"} for r in served_records(config, split)]
-        Dataset.from_list(rows).to_parquet(str(root / "data" / f"{config}-{split}.parquet"))
-    (root / "README.md").write_text(
-        "---\nconfigs:\n" + "".join(
-            f"- config_name: {c}\n  data_files:\n  - split: train\n    path: data/{c}-train.parquet\n"
-            f"  - split: dev\n    path: data/{c}-dev.parquet\n" for c in ("small", "large")) + "---\n")
+    root = write_hub_layout(tmp_path_factory.mktemp("hub-dataset") / "eth-intents", served_records)
     with MockHub() as mock:
         mock.serve_dataset(DATASET_ID, root)
         yield mock
@@ -76,7 +67,7 @@ def test_hub_id_reads_the_served_records_and_unknown_id_is_one_error(hub, tmp_pa
     assert "\n" not in error and "Traceback" not in error
     assert ("HEAD", "/datasets/ethsft-test/no-such-dataset/resolve/main/README.md") in hub.requests
     assert ("GET", f"/datasets/{DATASET_ID}/resolve/main/README.md") in hub.requests
-    assert not hub.unexpected, hub.unexpected
+    assert not hub.unexpected_about(DATASET_ID), hub.unexpected
 
 
 def test_train_on_a_hub_dataset_id(hub, tmp_path, ethsft_cache):
@@ -93,4 +84,4 @@ def test_train_on_a_hub_dataset_id(hub, tmp_path, ethsft_cache):
     assert summary["global_step"] == 1
     assert summary["samples"] == {"train": 8, "validation": 4}
     assert (out / "adapter_model.safetensors").is_file()
-    assert not hub.unexpected, hub.unexpected
+    assert not hub.unexpected_about(DATASET_ID), hub.unexpected

@@ -84,9 +84,7 @@ def test_train_pushes_adapter_tokenizer_plot_and_card(pushed):
     assert all(files[name] == (out / name).read_bytes() for name in files)
     assert (out / "checkpoint-3").is_dir() and (out / "training_logs.txt").is_file()
     assert hub.repos[REPO_ID]["payload"]["visibility"] == "private"
-    # nothing else written; reads of other repos are not ethsft's (transformers' `kernels` integration, installed
-    # with transformers 5.25, asks the Hub about kernels-community while the model loads)
-    assert hub.lfs_files == [] and [u for u in hub.unexpected if u[0] != "GET" or REPO_ID in u[1]] == []
+    assert hub.lfs_files == [] and hub.unexpected_about(REPO_ID) == []
     assert hub.commits[-1]["summary"] == "Upload adapter with ethsft"
     log = (out / "training_logs.txt").read_text()
     assert f"At the end, the adapter is pushed to the Hugging Face Hub as {REPO_ID} (a private repo if it is " \

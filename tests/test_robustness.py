@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import TrainerCallback, TrainerControl
 
-from conftest import REPO, tiny_settings
+from conftest import REPO, tiny_settings, wait_for
 from ethsft.config.schema import ConfigError
 
 # One schedule for every run compared here: 8 steps of 4 samples (2 epochs of 16), a checkpoint every 2 steps.
@@ -85,18 +85,6 @@ def start(cmd, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "proc.log", "w")
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), tmp_path / "proc.log"
-
-
-def wait_for(predicate, proc, what, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"{what} never happened (exit code {proc.poll()})")
 
 
 def resume_and_compare(reference, out: Path, stopped_at: int) -> dict:

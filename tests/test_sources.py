@@ -30,15 +30,21 @@ def disk_dataset(tmp_path):
 
 @pytest.fixture
 def repo_dataset(tmp_path):
-    """A dataset laid out as on the Hub: parquet files under data/, a README declaring two configurations, the
-    validation split called "dev" and an extra column."""
+    """A dataset laid out as on the Hub (``write_hub_layout``): configurations small (8 train rows) and large (16)."""
+    seeds = {"small": 0, "large": 1}
+    return write_hub_layout(tmp_path / "eth-intents", lambda config, split: _records(
+        (8 if config == "small" else 16) if split == "train" else 4, seeds[config]))
+
+
+def write_hub_layout(root, rows_for):
+    """A dataset repo as on the Hub: parquet files under data/ with an extra column, a README declaring two
+    configurations (small, large) whose validation split is called "dev"; ``rows_for(config, split)`` -> records."""
     from datasets import Dataset
 
-    root = tmp_path / "eth-intents"
     (root / "data").mkdir(parents=True)
-    for config, seed in (("small", 0), ("large", 1)):
-        for split, n in (("train", 8 if config == "small" else 16), ("dev", 4)):
-            rows = [{**r, "source": "synth"} for r in _records(n, seed)]
+    for config in ("small", "large"):
+        for split in ("train", "dev"):
+            rows = [{**r, "source": "synth"} for r in rows_for(config, split)]
             Dataset.from_list(rows).to_parquet(str(root / "data" / f"{config}-{split}.parquet"))
     (root / "README.md").write_text(
         "---\nconfigs:\n" + "".join(

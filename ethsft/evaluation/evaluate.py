@@ -67,7 +67,7 @@ def evaluate_records(model, tokenizer, records: Sequence[dict], batch_size: int 
     references = references_of(records)
     budget = max_new_tokens or answer_budget(tokenizer, [r["output"] for r in records])
     texts = generate_texts(model, tokenizer, [prompt_messages(r, system_prompt) for r in records], budget,
-                           batch_size, progress, desc="evaluating", stop=stop)
+                           batch_size, progress, desc="evaluating", stop=stop, json_only=True)
     predictions = [parse_intent(t) for t in texts]
     metrics = compute_metrics(references, predictions)
     metrics["max_new_tokens"] = budget

@@ -64,8 +64,11 @@ def decode_attention(device: torch.device):
 
 @torch.no_grad()  # not inference_mode: tensors it caches (rotary tables) may be reused by training afterwards
 def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int = 16,
-                 progress: bool = False, desc: str = "generating", stop=None, **generate_kwargs) -> list[list[int]]:
+                 progress: bool = False, desc: str = "generating", stop=None, json_only: bool = False,
+                 **generate_kwargs) -> list[list[int]]:
     """Greedy completions (token ids, EOS and padding cut off) of tokenized ``prompts``, in their order.
+
+    ``json_only`` (scoring): a completion ends as soon as it cannot be a JSON object any more (``NotJsonObject``).
 
     ``stop``: a ``stopping.SignalStop``. Once it got a signal, the running ``generate`` ends at its next token and
     ``stopping.StopRequested`` is raised before the next batch (or after the last): no partial result comes back.
@@ -93,10 +96,16 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
             _stop_here(stop, done, len(prompts))
             chunk = order[start:start + batch_size]
             ids, mask = _left_pad([prompts[i] for i in chunk], pad_id, device)
+            kwargs = dict(generate_kwargs)
+            if json_only:
+                from transformers import StoppingCriteriaList
+
+                kwargs["stopping_criteria"] = StoppingCriteriaList(
+                    [*(kwargs.get("stopping_criteria") or []), NotJsonObject(tokenizer, ids.shape[1])])
             with decode_attention(device):
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                      use_cache=True, pad_token_id=pad_id, eos_token_id=eos, temperature=None,
-                                     top_p=None, top_k=None, **generate_kwargs)
+                                     top_p=None, top_k=None, **kwargs)
             if stop is None or not stop.requested():  # else this batch may have been cut short
                 for i, row in zip(chunk, out[:, ids.shape[1]:].tolist()):
                     cut = next((k for k, t in enumerate(row) if t in eos), len(row))
@@ -108,6 +117,26 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
         bar.close()
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+class NotJsonObject:
+    """A ``StoppingCriteria`` that ends each sequence whose answer's first non-blank character is not ``{``: scoring
+    parses answers strictly as JSON objects (``metrics.parse_intent``), so nothing it generates after that can change
+    a score. An untrained chat model answers in prose up to the token budget; this ends it after a token or two."""
+
+    def __init__(self, tokenizer, prompt_width: int):
+        self.tokenizer, self.start = tokenizer, prompt_width
+        self.verdict: list[bool | None] = []  # per row: True = cannot be JSON, False = starts with "{"
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        if not self.verdict:
+            self.verdict = [None] * input_ids.shape[0]
+        for i, decided in enumerate(self.verdict):
+            if decided is None:
+                text = self.tokenizer.decode(input_ids[i, self.start:].tolist(), skip_special_tokens=True).lstrip()
+                if text:
+                    self.verdict[i] = not text.startswith("{")
+        return torch.tensor([bool(v) for v in self.verdict], dtype=torch.bool, device=input_ids.device)
 
 
 def _stop_here(stop, done: int, total: int) -> None:

@@ -17,7 +17,8 @@ class HubError(ConfigError):
     """The model cannot be fetched from the hub as named."""
 
 
-def _chain(exc: BaseException):
+def error_chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from, each once."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -25,7 +26,8 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def _status(exc: BaseException) -> int | None:
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a hub error's response, if it has one."""
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
 
@@ -38,9 +40,9 @@ def explain_hub_error(exc: BaseException, model_id: str) -> HubError | None:
         GatedRepoError = RepositoryNotFoundError = LocalEntryNotFoundError = ()  # type: ignore
     login = "run `huggingface-cli login` (or set HF_TOKEN) with a token that has access"
     page = f"https://huggingface.co/{model_id}"
-    for e in _chain(exc):
+    for e in error_chain(exc):
         text = str(e)
-        status = _status(e)
+        status = http_status(e)
         if isinstance(e, GatedRepoError) or "gated repo" in text.lower():
             return HubError(f"model.base_model {model_id} is gated on the Hugging Face hub (HTTP "
                             f"{status or 403}): accept its terms at {page}, then {login}")

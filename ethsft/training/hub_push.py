@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ethsft.model.hub import error_chain, http_status  # read hub errors as model downloads do
+
 # light at import (the config schema checks repo ids with it); the card and redaction load when pushing
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 MERGED_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
@@ -97,18 +99,6 @@ def push_command(folder: str | Path, repo_id: str, private: bool | None = True) 
 
 # --- why a push failed ---------------------------------------------------------------------------------------------
 
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _status(exc: BaseException) -> int | None:
-    return getattr(getattr(exc, "response", None), "status_code", None)
-
-
 def _is_network_error(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}  # httpx / httpx2 / requests, whichever huggingface_hub uses
     return bool(names & {"TransportError", "NetworkError", "ConnectError", "TimeoutException", "ConnectionError",
@@ -118,10 +108,10 @@ def _is_network_error(exc: BaseException) -> bool:
 
 def explain(exc: BaseException, repo_id: str, endpoint: str) -> str:
     """One line saying why a push of ``repo_id`` failed."""
-    for e in _chain(exc):
+    for e in error_chain(exc):
         if type(e).__name__ == "OfflineModeIsEnabled":
             return "HF_HUB_OFFLINE is set, so the Hub is not contacted: unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE)"
-        status = _status(e)
+        status = http_status(e)
         if status == 401:
             return f"not logged in / token invalid (HTTP 401): {LOGIN}"
         if status == 403:
