@@ -29,7 +29,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 PLOT_FILE = "loss_curves.png"  # reporting.PLOT_FILE
 CARD_FILE = "README.md"  # model_card.CARD_FILE
 # a repo id: [namespace/]name, letters, digits, '-', '_', '.', at most 96 characters each, no '--' or '..'
-REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 LOGIN = "run `hf auth login` or set HF_TOKEN"
 
 
@@ -51,7 +50,11 @@ class Pushed:
 
 def repo_id_problem(repo_id: str | None) -> str | None:
     """Why ``repo_id`` cannot name a Hub model repo, or None."""
-    if not repo_id or not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id or "")
+    except HFValidationError:
         return (f"{repo_id!r} is not a Hub repo id: expected [user-or-org/]name of letters, digits, '-', '_' and '.' "
                 "(at most 96 characters each, no '--' or '..'), e.g. my-name/eth-intent-extractor")
     return None

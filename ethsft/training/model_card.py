@@ -94,14 +94,21 @@ def gather(folder: str | Path, kind: str, repo_id: str) -> CardFacts:
 # --- rendering ---------------------------------------------------------------------------------------------------
 
 def _front_matter(f: CardFacts) -> str:
-    meta: dict = {"library_name": "peft" if f.kind == "adapter" else "transformers"}
-    if is_hub_id(f.base_model):
-        meta["base_model"] = f.base_model
-        if f.kind == "merged":
-            meta["base_model_relation"] = "finetune"
-    meta["pipeline_tag"] = "text-generation"
-    meta["tags"] = ["ethsft", "lora", "qlora", "sft", "trl", "ethereum"] + (["merged"] if f.kind == "merged" else [])
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+    from huggingface_hub import ModelCardData
+
+    hub_base = is_hub_id(f.base_model)
+    meta = ModelCardData(library_name="peft" if f.kind == "adapter" else "transformers",
+                         base_model=f.base_model if hub_base else None,
+                         base_model_relation="finetune" if hub_base and f.kind == "merged" else None,
+                         pipeline_tag="text-generation",
+                         tags=["ethsft", "lora", "qlora", "sft", "trl", "ethereum"] + (["merged"] if f.kind == "merged"
+                                                                                         else []))
+    return f"---\n{meta.to_yaml()}\n---\n"
+
+
+def _base_link(f: CardFacts) -> str:
+    return (f"[{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
+            else f"`{f.base_model}`")
 
 
 def _pct(x) -> str:
@@ -259,22 +266,18 @@ def _usage(f: CardFacts) -> list[str]:
 
 def render(f: CardFacts) -> str:
     name = f.repo_id.split("/")[-1]
+    base = _base_link(f)
     if f.kind == "adapter":
-        what = (f"A LoRA adapter for [{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
-                else f"A LoRA adapter for `{f.base_model}`")
-        intro = (f"{what}, fine-tuned with ethsft (TRL SFT, QLoRA) to extract "
+        intro = (f"A LoRA adapter for {base}, fine-tuned with ethsft (TRL SFT, QLoRA) to extract "
                  "the structured intent of an Ethereum transaction as JSON. Load it on top of its base model (below).")
     else:
-        base = (f"[{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
-                else f"`{f.base_model}`")
         dtype = (f.merge or {}).get("dtype", "").replace("torch.", "")
         intro = (f"A merged model: a LoRA adapter fine-tuned with ethsft (TRL SFT, "
                  f"QLoRA) merged into its base model {base}" + (f" ({dtype} weights)" if dtype else "") +
                  ", so it loads as a standalone model (transformers, vLLM, TGI) and extracts the structured intent "
                  "of an Ethereum transaction as JSON.")
     lines = [_front_matter(f), f"# {name}", "", intro, "", "## Base model", "",
-             (f"[{f.base_model}](https://huggingface.co/{f.base_model})" if is_hub_id(f.base_model)
-              else f"`{f.base_model}`") + (" (the adapter is merged into it)" if f.kind == "merged" else ""), ""]
+             base + (" (the adapter is merged into it)" if f.kind == "merged" else ""), ""]
     lines += _data_section(f) + _hyperparameters(f) + _results(f) + _usage(f)
     lines += ["## Framework versions", ""] + [f"- {k} {v}" for k, v in _versions().items()] + [""]
     return redact_text("\n".join(lines).rstrip() + "\n")
