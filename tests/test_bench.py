@@ -20,7 +20,10 @@ def test_parse_modes():
         bench.parse_modes("b:colour=red")
     preset = dict(bench.parse_modes("16gb.yaml,80gb.yaml"))
     assert preset["16gb.yaml"]["card"] == 16 and preset["80gb.yaml"]["card"] == 80
-    with pytest.raises(ValueError, match="a preset takes only rows, batch, accum, card"):
+    from ethsft.planning.hardware import card_cap_gib  # what bench caps each card's mode at
+
+    assert [card_cap_gib(gb) for gb in (8, 12, 16, 80)] == [7.5, 11.5, 15.5, 79.5]
+    with pytest.raises(ValueError, match="a preset takes only rows, batch, accum, vram, compile, graphs, card"):
         bench.parse_modes("16gb.yaml:attn=sdpa")
     with pytest.raises(ValueError, match="unknown preset 'nope.yaml'; the shipped presets: 16gb.yaml, 24gb.yaml"):
         bench.parse_modes("nope.yaml")
@@ -39,7 +42,7 @@ def test_flops_formula():
 
 
 # a' with sdpa: flex_attention has no CPU backward. Short rows: the tiny model's 32k-vocab logits dominate on CPU.
-MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1,16gb.yaml:accum=1;rows=512"
+MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1,guide_12gb.yaml:accum=1;rows=512"
 
 
 def test_bench_tiny_cpu(tmp_path, ethsft_cache):
@@ -65,9 +68,9 @@ def test_bench_tiny_cpu(tmp_path, ethsft_cache):
     assert modes["b:rows=512;ckpt=1"]["checkpointing"]["checkpointed"] == 1
     assert modes["b:rows=512;ckpt=1"]["vs_a"] and modes["b:rows=512;ckpt=1"]["vs_a_prime"]
     assert "| mode |" in res.output and report["summary"]["b_over_a_prime"]
-    # a preset trains as shipped but for the knobs given (16gb.yaml: 2 unpacked samples a micro-batch, every layer
+    # a preset trains as shipped but for the knobs given (guide_12gb.yaml: unpacked samples, every layer
     # checkpointed, TRL's path) and each mode carries its card's cap: the card's memory minus the CUDA context
-    p = modes["16gb.yaml:accum=1;rows=512"]
+    p = modes["guide_12gb.yaml:accum=1;rows=512"]
     assert p["knobs"]["rows"] == 512 and p["knobs"]["path"] == "trl" and p["checkpointing"]["checkpointed"] == 2
     assert p["knobs"]["given"] == {"accum": 1, "rows": 512}
-    assert p["cap_gib"] == 15.5 and modes["a"]["cap_gib"] == 11.5
+    assert p["cap_gib"] == 11.5 and modes["a"]["cap_gib"] == 11.5

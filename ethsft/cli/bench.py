@@ -10,7 +10,8 @@ import click
               help="Embedded random-weight shape: mistral-7b, or tiny-mistral for a CPU smoke run.")
 @click.option("--modes", default="a,a',b", show_default=True,
               help="Comma list of a, a', b, b80 or a preset (8gb.yaml, training_config.yaml, 16gb.yaml, 80gb.yaml), each optionally NAME:knob=v;knob=v (attn, liger, ckpt, rows, "
-                   "batch, vram, packing, path, offload); see ethsft/experiments/bench.py.")
+                   "batch, accum, vram, packing, path, offload, compile, graphs; a preset takes rows, batch, accum, "
+                   "vram, compile, graphs, card); see ethsft/experiments/bench.py.")
 @click.option("--vram", type=float, default=12.0, show_default=True, help="Memory budget in GiB (peak allocated).")
 @click.option("--steps", type=int, default=6, show_default=True, help="Measured steps per mode.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up steps per mode (not measured).")

@@ -14,6 +14,7 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
   NAME.yaml  a shipped preset (8gb.yaml, training_config.yaml, 16gb.yaml, 80gb.yaml, ...) exactly as it trains:
          its batch, rows, checkpointing and fast path; only the model shape, data and step count are the bench's
+         (``NAME.yaml:rows=3072;accum=3`` tries a variant: rows, batch, accum, vram, compile, graphs, card)
 
 Memory cap (``--cap``): each mode runs under ``torch.cuda.set_per_process_memory_fraction`` at its card's memory
 minus the CUDA context (ethsft.planning.hardware.card_cap_gib: 11.5 GiB for a 12 GB card, 79.5 for 80 GB), so a
@@ -64,7 +65,8 @@ INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs"
 FLOAT_KNOBS = ("vram", "card")
 KNOBS = INT_KNOBS + FLOAT_KNOBS + ("path", "attn", "liger", "ckpt", "optim", "label")
 PRESET_KNOBS = {"rows": "data.max_length", "batch": "training.per_device_train_batch_size",
-                "accum": "training.gradient_accumulation_steps", "card": None}
+                "accum": "training.gradient_accumulation_steps", "vram": "optimization.vram_budget_gib",
+                "compile": "optimization.compile", "graphs": "optimization.cuda_graphs", "card": None}
 
 
 def parse_modes(text: str) -> list[tuple[str, dict]]:
@@ -117,7 +119,8 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
 
     cuda = _cuda()
     if knobs["base"] == "preset":
-        given = {PRESET_KNOBS[k]: v for k, v in knobs.get("given", {}).items() if PRESET_KNOBS[k]}
+        given = {PRESET_KNOBS[k]: bool(v) if k in ("compile", "graphs") else v
+                 for k, v in knobs.get("given", {}).items() if PRESET_KNOBS[k] and (cuda or k not in ("compile", "graphs"))}
         return load_settings(presets.config(knobs["config"]),
                              {**_bench_overrides(shape, dataset, output, steps, cuda), **given}, list(sets))
     liger = _liger_on(knobs)
