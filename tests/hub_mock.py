@@ -105,7 +105,7 @@ class MockHub:
                         self.rfile.readline()
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+            def _send(self, status: int, payload: dict | list, headers: dict | None = None) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -215,23 +215,15 @@ class MockHub:
                     if not base.is_dir():
                         return self._not_found("Entry not found", "EntryNotFound")
                     found = sorted(base.rglob("*") if recursive else base.iterdir())
-                    return self._send_list([_entry(folder, p) for p in found])
+                    return self._send(200, [_entry(folder, p) for p in found])
                 if method == "POST" and rest.startswith("/paths-info/"):
                     if self.headers.get("Content-Type", "").startswith("application/json"):
                         wanted = json.loads(body or b"{}").get("paths", [])
                     else:
                         wanted = parse_qs(body.decode()).get("paths", [])
-                    return self._send_list([_entry(folder, folder / w) for w in wanted if (folder / w).exists()])
+                    return self._send(200, [_entry(folder, folder / w) for w in wanted if (folder / w).exists()])
                 hub.unexpected.append((method, path))
                 return self._not_found(f"not mocked: {method} {path}", "EntryNotFound")
-
-            def _send_list(self, payload: list) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
             def _file(self, method: str, data: bytes) -> None:
                 start, end = 0, len(data)

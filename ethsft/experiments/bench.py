@@ -120,9 +120,10 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     cuda = _cuda()
     if knobs["base"] == "preset":
         given = {PRESET_KNOBS[k]: bool(v) if k in ("compile", "graphs") else v
-                 for k, v in knobs.get("given", {}).items() if PRESET_KNOBS[k] and (cuda or k not in ("compile", "graphs"))}
+                 for k, v in knobs.get("given", {}).items() if PRESET_KNOBS[k]}
+        # the bench's own settings last: on CPU they turn compile and graphs off whatever a variant asks
         return load_settings(presets.config(knobs["config"]),
-                             {**_bench_overrides(shape, dataset, output, steps, cuda), **given}, list(sets))
+                             {**given, **_bench_overrides(shape, dataset, output, steps, cuda)}, list(sets))
     liger = _liger_on(knobs)
     ckpt = str(knobs["ckpt"])
     attn = knobs["attn"]
