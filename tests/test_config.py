@@ -82,6 +82,21 @@ def test_precedence_defaults_yaml_flags_set(tmp_path):
     assert s.lora.alpha == 32                     # default
 
 
+def test_set_reads_a_list_for_a_key_that_also_takes_a_string():
+    """lora.target_modules takes a list or a pattern string: --set '[..]' must give the list, not the string
+    '[q_proj,...]' (peft would read that as a regular expression and adapt nothing)."""
+    s = load_settings(sets=['lora.target_modules=["q_proj","k_proj","v_proj","o_proj"]'])
+    assert s.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert load_settings(sets=["lora.target_modules=[q_proj, o_proj]"]).lora.target_modules == ["q_proj", "o_proj"]
+    assert load_settings(sets=["lora.target_modules=all-linear"]).lora.target_modules == "all-linear"
+    with pytest.raises(ConfigError) as e:
+        load_settings(sets=["lora.target_modules=[q_proj, [v_proj"])
+    assert str(e.value).startswith("--set lora.target_modules: lora.target_modules: cannot read '[q_proj, [v_proj' (")
+    with pytest.raises(ConfigError) as e:
+        load_settings(sets=["lora.target_modules=[q_proj, 3]"])
+    assert str(e.value) == "--set lora.target_modules: lora.target_modules must be list or str, got ['q_proj', 3]"
+
+
 def test_bad_set_syntax():
     with pytest.raises(ConfigError) as e:
         load_settings(sets=["lora.r"])

@@ -274,8 +274,12 @@ def _coerce(section: str, key: str, value: Any, annotation: Any, source: str) ->
             return None
         raise ConfigError(f"{where} must not be empty")
     base_types = [get_origin(t) or t for t in types if t is not type(None)]
-    if isinstance(value, str) and str not in base_types and source.startswith("--set"):
-        value = yaml.safe_load(value)
+    if isinstance(value, str) and source.startswith("--set") and (
+            str not in base_types or (list in base_types and value.lstrip().startswith("["))):
+        try:  # a list key that also takes a string (target_modules: [..] or all-linear) reads [..] as a list
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: cannot read {value!r} ({e.problem})") from None
     if bool in base_types:
         if isinstance(value, bool):
             return value
