@@ -41,6 +41,14 @@ def test_flops_formula():
     assert 42e9 < f["hardware_flops_per_token"] < 45e9       # + full recompute: the issue's ~45 GFLOP/token
 
 
+def test_median_step_rate_is_the_steady_rate_one_slow_step_does_not_move():
+    # the H200 run's a': three ~0.7 s steps of ~8.1k tokens and one 1.28 s step (cause not traced)
+    steps, tokens = [0.689, 0.669, 0.731, 1.276], [8067, 8138, 8185, 8128]
+    assert round(bench.median_step_rate(steps, tokens)) == 11453  # the window's mean: 9,665 tokens/s
+    assert bench.median_step_rate([1.0, 2.0, 4.0], [100, 100, 100]) == 50.0
+    assert bench.median_step_rate([], []) is None
+
+
 # a' with sdpa: flex_attention has no CPU backward. Short rows: the tiny model's 32k-vocab logits dominate on CPU.
 MODES = "a,a':attn=sdpa;rows=512,b:rows=512;ckpt=1,guide_12gb.yaml:accum=1;rows=512"
 
@@ -67,6 +75,10 @@ def test_bench_tiny_cpu(tmp_path, ethsft_cache):
     assert modes["b:rows=512;ckpt=1"]["fastpath"]["lean_mlp_layers"] == 2
     assert modes["b:rows=512;ckpt=1"]["checkpointing"]["checkpointed"] == 1
     assert modes["b:rows=512;ckpt=1"]["vs_a"] and modes["b:rows=512;ckpt=1"]["vs_a_prime"]
+    b = modes["b:rows=512;ckpt=1"]  # one measured step: the median step is the window
+    assert b["median_step_tokens_per_s"] == pytest.approx(b["tokens_per_s"], rel=1e-3)
+    assert b["median_vs_a_prime"] == pytest.approx(b["median_step_tokens_per_s"]
+                                                   / modes["a':attn=sdpa;rows=512"]["median_step_tokens_per_s"])
     assert "| mode |" in res.output and report["summary"]["b_over_a_prime"]
     # a preset trains as shipped but for the knobs given (guide_12gb.yaml: unpacked samples, every layer
     # checkpointed, TRL's path) and each mode carries its card's cap: the card's memory minus the CUDA context

@@ -278,6 +278,7 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
         "attn_implementation": trainer.model.config._attn_implementation,
         "build_s": build_s, "measured_steps": len(step_s) - warmup, "tokens": tokens, "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds > 0 else None,
+        "median_step_tokens_per_s": median_step_rate(step_s[warmup:], step_tok[warmup:]),
         "step_s": step_s, "step_tokens": step_tok,
         "train_loss_last": next((h.get("train_loss") for h in reversed(trainer.state.log_history)
                                  if "train_loss" in h), None),
@@ -293,6 +294,16 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
     lengths = [n for r in prepared.lengths if r.split == "train" for n in r.lengths]
     res["flops"] = flops_per_token(trainer.model.config, lengths, int(knobs["rows"]), res["checkpointed_fraction"])
     return res
+
+
+def median_step_rate(step_s: list[float], step_tokens: list[int]) -> float | None:
+    """Real tokens/s of the median measured step: the steady rate, which one slow step (a recompilation,
+    say) moves far less than it moves the window's mean."""
+    rates = sorted(t / s for s, t in zip(step_s, step_tokens) if s > 0)
+    if not rates:
+        return None
+    mid = len(rates) // 2
+    return rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
 
 
 def flops_per_token(cfg, lengths: list[int], max_length: int, ckpt_fraction: float) -> dict:
@@ -394,6 +405,8 @@ def summarize(results: list[dict], vram: float, peak: float | None) -> dict:
             r["vs_a"] = r["tokens_per_s"] / base_a["tokens_per_s"]
         if base_ap:
             r["vs_a_prime"] = r["tokens_per_s"] / base_ap["tokens_per_s"]
+            if r.get("median_step_tokens_per_s") and base_ap.get("median_step_tokens_per_s"):
+                r["median_vs_a_prime"] = r["median_step_tokens_per_s"] / base_ap["median_step_tokens_per_s"]
     within = [r for r in ok.values() if r.get("knobs", {}).get("base") not in ("a", "a'") and r.get("knobs", {}).get("path") == "ethsft"
               and float(r["knobs"].get("vram", vram)) <= vram and r.get("peak_allocated_gib", 0) <= vram]
     best = max(within, key=lambda r: r["tokens_per_s"], default=None)
@@ -406,20 +419,21 @@ def summarize(results: list[dict], vram: float, peak: float | None) -> dict:
 
 
 def table(report: dict) -> str:
-    head = ("| mode | setup | cap GiB | real tok/s | peak alloc GiB | peak reserved GiB | ckpt layers | MFU | HFU | x a "
-            "| x a' |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| mode | setup | cap GiB | real tok/s | median step tok/s | peak alloc GiB | peak reserved GiB | ckpt layers "
+            "| MFU | HFU | x a | x a' | x a' (median steps) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for r in report["modes"]:
         if not r.get("tokens_per_s"):
             cap = r.get("knobs", {}).get("cap_gib") or "-"
-            rows.append(f"| {r['mode']} | {r['label']} | {cap} | failed: {str(r.get('error'))[:80]} | | | | | | | |")
+            rows.append(f"| {r['mode']} | {r['label']} | {cap} | failed: {str(r.get('error'))[:80]} | | | | | | | | | |")
             continue
         f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "-"  # noqa: E731
         ck = r.get("checkpointing", {})
-        rows.append(f"| {r['mode']} | {r['label']} | {f(r.get('cap_gib'), '%g')} | {r['tokens_per_s']:.0f} | {f(r.get('peak_allocated_gib'), '%.1f')}"
+        rows.append(f"| {r['mode']} | {r['label']} | {f(r.get('cap_gib'), '%g')} | {r['tokens_per_s']:.0f} | "
+                    f"{f(r.get('median_step_tokens_per_s'), '%.0f')} | {f(r.get('peak_allocated_gib'), '%.1f')}"
                     f" | {f(r.get('peak_reserved_gib'), '%.1f')} | {ck.get('checkpointed', '-')} | "
                     f"{f(r.get('mfu'), '%.3f')} | {f(r.get('hfu'), '%.3f')} | "
-                    f"{f(r.get('vs_a'), '%.2f')} | {f(r.get('vs_a_prime'), '%.2f')} |")
+                    f"{f(r.get('vs_a'), '%.2f')} | {f(r.get('vs_a_prime'), '%.2f')} | {f(r.get('median_vs_a_prime'), '%.2f')} |")
     s = report["summary"]
     tail = (f"\nb/a = {s['b_over_a']}, b/a' = {s['b_over_a_prime']}; best fast path within "
             f"{report['vram_budget_gib']:g} GiB: {s['best_fast_path_within_budget']} "
