@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -299,11 +300,8 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
 def median_step_rate(step_s: list[float], step_tokens: list[int]) -> float | None:
     """Real tokens/s of the median measured step: the steady rate, which one slow step (a recompilation,
     say) moves far less than it moves the window's mean."""
-    rates = sorted(t / s for s, t in zip(step_s, step_tokens) if s > 0)
-    if not rates:
-        return None
-    mid = len(rates) // 2
-    return rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    rates = [t / s for s, t in zip(step_s, step_tokens) if s > 0]
+    return statistics.median(rates) if rates else None
 
 
 def flops_per_token(cfg, lengths: list[int], max_length: int, ckpt_fraction: float) -> dict:
