@@ -29,6 +29,16 @@ def test_parse_modes():
         bench.parse_modes("nope.yaml")
 
 
+def test_b_on_trls_path_has_none_of_the_fast_path(tmp_path):
+    """b:path=trl (eval_parity.py's control: TRL's packing, nothing of ethsft's fast path) must not keep b's CUDA
+    graphs, which need the fast path (load_settings refused it)."""
+    (name, knobs), = bench.parse_modes("b:rows=1800;accum=1;path=trl")
+    s = bench.mode_settings(knobs, "tiny-mistral", tmp_path, tmp_path / "out", 3, 12.0)
+    o = s.optimization
+    assert (o.fast_path, o.cuda_graphs, o.compile, o.vram_budget_gib) == (False, False, False, None)
+    assert s.data.max_length == 1800 and s.training.gradient_accumulation_steps == 1
+
+
 def test_flops_formula():
     from transformers import MistralConfig
 

@@ -143,7 +143,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
     fast = knobs["path"] == "ethsft"
     # layer compilation is for the GPU's kernels: not on CPU (tests on a tiny shape)
     overrides.update({"optimization.fast_path": fast, "optimization.compile": bool(knobs.get("compile", 0)) and cuda,
-                      "optimization.cuda_graphs": bool(knobs.get("graphs", 0)),
+                      "optimization.cuda_graphs": bool(knobs.get("graphs", 0)) and fast,
                       "optimization.vram_budget_gib": float(knobs.get("vram", vram)) if fast and ckpt == "fit" else None})
     return load_settings(presets.config("training_config.yaml"), overrides, list(sets))
 
