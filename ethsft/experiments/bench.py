@@ -423,7 +423,8 @@ def table(report: dict) -> str:
     for r in report["modes"]:
         if not r.get("tokens_per_s"):
             cap = r.get("knobs", {}).get("cap_gib") or "-"
-            rows.append(f"| {r['mode']} | {r['label']} | {cap} | failed: {str(r.get('error'))[:80]} | | | | | | | | | |")
+            empty = " |" * (head[0].count("|") - 5)  # the columns after the failure's message
+            rows.append(f"| {r['mode']} | {r['label']} | {cap} | failed: {str(r.get('error'))[:80]} |{empty}")
             continue
         f = lambda v, fmt: (fmt % v) if isinstance(v, (int, float)) else "-"  # noqa: E731
         ck = r.get("checkpointing", {})
