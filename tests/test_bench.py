@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ethsft.experiments import bench
 
@@ -37,6 +38,29 @@ def test_b_on_trls_path_has_none_of_the_fast_path(tmp_path):
     o = s.optimization
     assert (o.fast_path, o.cuda_graphs, o.compile, o.vram_budget_gib) == (False, False, False, None)
     assert s.data.max_length == 1800 and s.training.gradient_accumulation_steps == 1
+
+
+def test_bits_16_leaves_the_base_weights_in_bf16_for_a_ceiling(tmp_path, ethsft_cache):
+    """b:bits=16 (the fast path with no 4-bit dequantisation: a ceiling for measuring, not a preset) trains with
+    the base weights as plain linears; the default stays NF4."""
+    import bitsandbytes as bnb
+
+    with pytest.raises(ValueError, match=r"mode 'b:bits=8': bits is 4 \(NF4\) or 16 \(bf16 weights\), not '8'"):
+        bench.parse_modes("b:bits=8")
+    modes = dict(bench.parse_modes("b:rows=512;ckpt=none,b:rows=512;ckpt=none;bits=16"))
+    quant = {n: bench.mode_settings(k, "tiny-mistral", tmp_path, tmp_path / "out", 1, 12.0).quantization.load_in_4bit
+             for n, k in modes.items()}
+    assert quant == {"b:rows=512;ckpt=none": True, "b:rows=512;ckpt=none;bits=16": False}
+    dataset = bench.prepare_data(tmp_path, 40)
+    name = "b:rows=512;ckpt=none;bits=16"
+    prepared, done, _ = bench.build_mode(name, modes[name], "tiny-mistral", dataset, 1, 12.0, tmp_path)
+    model = prepared.trainer.model
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    lora_b = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    prepared.trainer.train()
+    after = dict(model.named_parameters())
+    assert lora_b and all(not torch.equal(lora_b[n], after[n].detach()) for n in lora_b)
+    assert done["lean_lora_dropout"] == 2 * 2
 
 
 def test_flops_formula():

@@ -24,7 +24,8 @@ table says so. The card is the knob ``card`` (GB): 12 for a, a', b; 80 for b80; 
 Knobs: attn (sdpa|eager|flex_attention|varlen), liger (0|1|auto), ckpt (all|none|fit|<layers>), rows
 (tokens per packed row / max_length), batch, accum (micro-batches per optimizer step), vram (GiB), packing (0|1),
 path (ethsft|trl), offload (0|1), compile (0|1: torch.compile each decoder layer), graphs (0|1: CUDA-graphed
-micro-batches), optim (default: the preset's), card (GB: the card whose cap the mode runs under).
+micro-batches), optim (default: the preset's), card (GB: the card whose cap the mode runs under), bits (4|16: the
+base weights in 4-bit NF4, the default, or left in bf16: a ceiling with no dequantisation, for measuring only).
 
 Throughput counts real (non-padding) tokens over the measured steps (after warm-up; CUDA synchronised at each
 step end). FLOPs utilisation (MFU) = tokens/s x F / peak, F = 4 P + 12 L h c: forward (2 P) and the input-gradient
@@ -62,7 +63,7 @@ MODES = {
     "b80": dict(path="ethsft", packing=1, attn="varlen", liger="auto", ckpt="fit", rows=16384, batch=1, vram=80,
                 card=80, label="ethsft fast path, 80GB preset"),
 }
-INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs")
+INT_KNOBS = ("rows", "batch", "accum", "packing", "offload", "compile", "graphs", "bits")
 FLOAT_KNOBS = ("vram", "card")
 KNOBS = INT_KNOBS + FLOAT_KNOBS + ("path", "attn", "liger", "ckpt", "optim", "label")
 PRESET_KNOBS = {"rows": "data.max_length", "batch": "training.per_device_train_batch_size",
@@ -89,6 +90,8 @@ def parse_modes(text: str) -> list[tuple[str, dict]]:
             k, _, v = kv.partition("=")
             if k not in KNOBS:
                 raise ValueError(f"mode {part!r}: unknown knob {k!r}")
+            if k == "bits" and v not in ("4", "16"):
+                raise ValueError(f"mode {part!r}: bits is 4 (NF4) or 16 (bf16 weights), not {v!r}")
             knobs[k] = int(v) if k in INT_KNOBS else (float(v) if k in FLOAT_KNOBS else v)
             if knobs["base"] == "preset":
                 if k not in PRESET_KNOBS:
@@ -135,6 +138,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
         "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": int(knobs.get("accum", 1)),
         "optimization.gradient_checkpointing": ckpt == "all",
         "optimization.use_liger_kernel": liger,
+        "quantization.load_in_4bit": int(knobs.get("bits", 4)) == 4,
     }
     if knobs.get("optim"):
         overrides["optimization.optim"] = knobs["optim"]
