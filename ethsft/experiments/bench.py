@@ -138,7 +138,7 @@ def mode_settings(knobs: dict, shape: str, dataset: Path, output: Path, steps: i
         "training.per_device_train_batch_size": int(knobs["batch"]), "training.gradient_accumulation_steps": int(knobs.get("accum", 1)),
         "optimization.gradient_checkpointing": ckpt == "all",
         "optimization.use_liger_kernel": liger,
-        "quantization.load_in_4bit": int(knobs.get("bits", 4)) == 4,
+        "quantization.load_in_4bit": knobs.get("bits", 4) == 4,  # parse_modes made it an int
     }
     if knobs.get("optim"):
         overrides["optimization.optim"] = knobs["optim"]
