@@ -187,14 +187,14 @@ def test_a_save_cut_off_midway_leaves_no_checkpoint_that_looks_usable(small_data
     trainer._save_rng_state = dies_on_second_save
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
-    assert (out / ".tmp-checkpoint-2" / "adapter_model.safetensors").is_file()
+    assert (out / ".tmp-checkpoint" / "checkpoint-2" / "adapter_model.safetensors").is_file()
     assert not (out / "checkpoint-2").exists()
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
     assert find_resume_checkpoint(out, "latest") == out / "checkpoint-1"
 
     trainer._save_rng_state = real  # the next save of that step replaces the leftover
     trainer._save_checkpoint(trainer.model, None)
-    assert not (out / ".tmp-checkpoint-2").exists()
+    assert not (out / ".tmp-checkpoint").exists()
     assert find_resume_checkpoint(out, "latest") == out / "checkpoint-2"
     assert (out / "checkpoint-2" / "rng_state.pth").is_file()
 

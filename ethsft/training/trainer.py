@@ -1,10 +1,16 @@
 """The one trainer ethsft runs: TRL's ``SFTTrainer`` with what a long QLoRA run needs.
 
-* **Complete checkpoints only** (transformers 5.17, ``Trainer._save_checkpoint``): the Trainer writes
-  ``checkpoint-N`` in place (model, optimizer, scheduler, RNG, then ``trainer_state.json``), so a kill -9 mid-save
-  leaves a folder that looks like a checkpoint. Here ``.tmp-checkpoint-N`` is written and renamed to
-  ``checkpoint-N`` once every process has finished (DeepSpeed writes shards from every rank); rotation
-  (``save_total_limit``) and ``best_model_checkpoint`` only ever see complete folders.
+* **Complete checkpoints only**: the Trainer writes ``checkpoint-N`` in place (model, optimizer, scheduler, RNG,
+  then ``trainer_state.json``), so a kill -9 mid-save leaves a folder that looks like a checkpoint. Here
+  ``Trainer._save_checkpoint`` runs unchanged (``super()``) with ``_get_output_dir`` pointing at a staging folder
+  (``.tmp-checkpoint/checkpoint-N``), which is renamed to ``checkpoint-N`` once every process has finished
+  (DeepSpeed writes shards from every rank); rotation (``save_total_limit``) and ``best_model_checkpoint`` only
+  ever see complete folders.
+
+Private ``Trainer`` methods wrapped here (each calls ``super()``; ``PRIVATE_HOOKS`` lists them and a test checks
+their signatures against the installed transformers, so an upstream change fails loudly): ``_save_checkpoint``,
+``_get_output_dir``, ``_load_from_checkpoint``, ``_maybe_log_save_evaluate``, ``_prepare_inputs``,
+``_track_num_input_tokens``.
 * **Resume in the adapter's own dtype**, and **non-finite losses** caught per micro-batch (``guards.StopGuard``
   stops on them).
 * **Intent accuracy at each evaluation** (``track_intent_accuracy``): generated on a fixed validation subset and
@@ -34,6 +40,19 @@ from trl import SFTTrainer
 from ethsft.evaluation.stopping import StopRequested
 from ethsft.training.guards import TMP_PREFIX, StopGuard, publish
 
+STAGING_DIR = TMP_PREFIX + "checkpoint"  # checkpoint-N is written here, then renamed into the run's folder
+
+
+# private Trainer method -> the parameters ethsft's override passes on to it
+PRIVATE_HOOKS = {
+    "_save_checkpoint": ("self", "model", "trial"),
+    "_get_output_dir": ("self", "trial"),
+    "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+    "_maybe_log_save_evaluate": ("self", "tr_loss", "grad_norm", "model", "trial"),
+    "_prepare_inputs": ("self", "inputs"),
+    "_track_num_input_tokens": ("self", "inputs"),
+}
+
 
 class IntentSFTTrainer(SFTTrainer):
     nonfinite: tuple[int, float] | None = None  # (step, loss) of the first non-finite training loss
@@ -41,6 +60,7 @@ class IntentSFTTrainer(SFTTrainer):
     intent_evaluator = None  # an evaluation.callback.IntentEvaluator, set by track_intent_accuracy
     graphed = None  # a fastpath.graphs.GraphedLoss, set by use_cuda_graphs
     _step_losses: list | None = None
+    _staging: str | None = None  # set while _save_checkpoint writes into the staging folder
 
     # --- intent accuracy ----------------------------------------------------------------------------------
 
@@ -184,50 +204,38 @@ class IntentSFTTrainer(SFTTrainer):
                 param.data = param.data.to(dtypes[name])
 
     def _save_checkpoint(self, model, trial):
-        """transformers 5.17's ``Trainer._save_checkpoint``, written to ``.tmp-checkpoint-N`` then renamed."""
-        from transformers.trainer_callback import ExportableState
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+        """transformers' own ``_save_checkpoint`` (called, not copied), pointed at a staging folder
+        (``_get_output_dir`` below) and published as ``checkpoint-N`` once every process has written into it."""
         from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-        if hasattr(self, "create_model_card"):  # what TRL's SFTTrainer._save_checkpoint adds
-            name = (self.args.hub_model_id or self.args.output_dir).rstrip("/").split("/")[-1]
-            self.create_model_card(model_name=name)
-
-        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
         run_dir = self._get_output_dir(trial=trial)
-        final = os.path.join(run_dir, folder)
-        tmp = os.path.join(run_dir, TMP_PREFIX + folder)
-        if self.args.should_save and os.path.exists(tmp):
-            shutil.rmtree(tmp)  # left by a process killed while saving
+        staging = os.path.join(run_dir, STAGING_DIR)
+        if self.args.should_save and os.path.exists(staging):
+            shutil.rmtree(staging)  # left by a process killed while saving
         self.accelerator.wait_for_everyone()
-
-        self.save_model(tmp, _internal_call=True)
-        if self.state.best_global_step:
-            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
-            if os.path.exists(best) or self.state.best_global_step == self.state.global_step:
-                self.state.best_model_checkpoint = best  # the name it has once complete
-        if not self.args.save_only_model:
-            self._save_optimizer_and_scheduler(tmp)
-            self._save_scaler(tmp)
-            self._save_rng_state(tmp)
+        self._staging = staging
+        try:
+            super()._save_checkpoint(model, trial)  # saves into staging/checkpoint-N
+        finally:
+            self._staging = None
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        written, final = os.path.join(staging, folder), os.path.join(run_dir, folder)
+        best = self.state.best_model_checkpoint
+        if best and os.path.dirname(best) == staging:  # the best is this checkpoint: name it as it will be found
+            self.state.best_model_checkpoint = os.path.join(run_dir, os.path.basename(best))
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(written, TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()  # every rank (DeepSpeed shards) has written into staging
         if self.args.should_save:
-            for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
-                name = cb.__class__.__name__
-                if isinstance(self.state.stateful_callbacks.get(name), list):
-                    self.state.stateful_callbacks[name].append(cb.state())
-                else:
-                    self.state.stateful_callbacks[name] = cb.state()
-            self.state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
-
-        self.accelerator.wait_for_everyone()  # every rank (DeepSpeed shards) has written into tmp
-        if self.args.should_save:
-            publish(tmp, final)
+            publish(written, final)
+            shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.last_checkpoint = final
-        if self.args.push_to_hub:
-            self._push_from_checkpoint(final)
-        if self.args.should_save:
+        if self.args.should_save:  # rotation, as transformers does it, among complete checkpoints only
             rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+    def _get_output_dir(self, trial):
+        """The run's folder, or while a checkpoint is being saved the staging folder inside it."""
+        return self._staging or super()._get_output_dir(trial=trial)
