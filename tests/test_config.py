@@ -140,7 +140,8 @@ def test_fast_path_keys():
     assert str(e.value) == "optimization.use_liger_kernel must be true, false or auto, got 'sometimes'"
     with pytest.raises(ConfigError) as e:
         load_settings(sets=["optimization.vram_budget_gib=0"])
-    assert str(e.value) == "optimization.vram_budget_gib must be positive, got 0.0"
+    assert str(e.value) == ("--set optimization.vram_budget_gib: optimization.vram_budget_gib must be positive, "
+                            "got 0.0")
 
 
 def test_top_layers_places_adapters_on_the_last_layers_only():

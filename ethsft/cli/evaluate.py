@@ -142,7 +142,7 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
 def merge(adapter, output, dtype, base_model, overwrite, push_to_hub, hub_private_repo):
     """Merge a LoRA adapter into its (un-quantized) base: a standalone model for vLLM / from_pretrained."""
     from ethsft.inference.merge import merge_adapter
-    from ethsft.training.hub_push import repo_id_problem
+    from ethsft.config.schema import repo_id_problem
 
     if push_to_hub and repo_id_problem(push_to_hub):  # before the merge, not after it
         raise click.UsageError(f"--push-to-hub: {repo_id_problem(push_to_hub)}")

@@ -37,7 +37,8 @@ def push(folder, hub_model_id, hub_private_repo):
     """Push an adapter (or a merged model) to the Hugging Face Hub with a generated model card: the weights,
     tokenizer, chat template, loss plot and README.md only. Token: HF_TOKEN or `hf auth login`."""
     from ethsft.inference.loading import training_settings
-    from ethsft.training.hub_push import HubPushError, default_repo_id, kind_of, repo_id_problem
+    from ethsft.config.schema import repo_id_problem
+    from ethsft.training.hub_push import HubPushError, default_repo_id, kind_of
     from ethsft.training.model_card import run_dir_of
 
     try:

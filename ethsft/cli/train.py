@@ -32,11 +32,21 @@ FLAG_KEYS = {
 }
 
 
+def _print_config_help(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from ethsft.config.schema import help_text
+
+    click.echo(help_text())
+    ctx.exit()
+
+
 def train_options(f):
     """The guide's flags, shared by `ethsft train` and `python -m ethsft.train`."""
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                     help="YAML config (sections model, lora, quantization, training, data, optimization, logging)."),
+        click.option("--config", "config_path", default=None,
+                     help="YAML config: the guide's sections (model, lora, ...) or a flat TRL recipe; or a shipped "
+                          "preset's name (tiny_cpu, training_config, 80gb, ...)."),
         click.option("--dataset", default=None,
                      help="Folder with train.jsonl, validation.jsonl[, test.jsonl]; a save_to_disk folder; or a Hub "
                           "dataset id (split names: --set data.validation_split=dev).",),
@@ -49,8 +59,12 @@ def train_options(f):
         click.option("--gradient-accumulation", type=click.IntRange(min=1), default=None),
         click.option("--resume-from-checkpoint", default=None,
                      help="A checkpoint folder, or 'latest' for the newest complete one in --output."),
-        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
-                     help="Override any config key, e.g. --set lora.r=32 (repeatable)."),
+        click.option("--set", "sets", multiple=True, metavar="[SECTION.]KEY=VALUE",
+                     help="Override any config key, e.g. --set lora.r=32, or any SFTConfig field, e.g. --set "
+                          "training.neftune_noise_alpha=5 (repeatable). Every key: --help-config."),
+        click.option("--help-config", is_flag=True, expose_value=False, is_eager=True, callback=_print_config_help,
+                     help="List every config key with its help (ethsft's, SFTConfig's, LoraConfig's, "
+                          "BitsAndBytesConfig's) and exit."),
         click.option("--overwrite", is_flag=True, help="Train into an output folder that holds a finished run."),
         click.option("--push-to-hub/--no-push-to-hub", "push_to_hub", default=None,
                      help="After a successful run, push the adapter, tokenizer, loss plot and a model card to the "
@@ -77,7 +91,11 @@ def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
     if overwrite:
         overrides["training.overwrite"] = True
-    return load_settings(config_path, overrides, sets)
+    settings = load_settings(config_path, overrides, sets)
+    from ethsft.config.hf import check
+
+    check(settings)  # what TRL, peft and transformers would refuse, refused now
+    return settings
 
 
 @click.command("train")
@@ -111,6 +129,12 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
 
         from ethsft.training.reporting import redact_text, run_environment
 
+        from ethsft.model.loading import check_target_modules, model_source
+
+        try:
+            check_target_modules(settings, model_source(settings))
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
         env = run_environment()
         text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
         click.echo(redact_text(text))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ethsft.config.schema import Settings, notice
+from ethsft.config.schema import ConfigError, Settings, notice
 
 TRACKERS = {"tensorboard": ("tensorboard", "ethsft[tensorboard]"), "wandb": ("wandb", "ethsft[wandb]"),
             "mlflow": ("mlflow", "ethsft[mlflow]")}
@@ -68,17 +68,18 @@ def bnb_config(s: Settings, precision: Precision | None = None):
     from transformers import BitsAndBytesConfig
 
     q = s.quantization
-    if not q.load_in_4bit:
+    if not (q.load_in_4bit or q.extra.get("load_in_8bit")):
         return None
     precision = precision or resolve_precision(s)
     storage = getattr(torch, q.bnb_4bit_quant_storage) if q.bnb_4bit_quant_storage else torch.uint8
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_compute_dtype=precision.compute_dtype,
-        bnb_4bit_quant_type=q.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=q.bnb_4bit_use_double_quant,
-        bnb_4bit_quant_storage=storage,
-    )
+    return BitsAndBytesConfig(**{
+        "load_in_4bit": q.load_in_4bit,
+        "bnb_4bit_compute_dtype": precision.compute_dtype,
+        "bnb_4bit_quant_type": q.bnb_4bit_quant_type,
+        "bnb_4bit_use_double_quant": q.bnb_4bit_use_double_quant,
+        "bnb_4bit_quant_storage": storage,
+        **q.extra,  # any other BitsAndBytesConfig argument, as given
+    })
 
 
 def lora_config(s: Settings, num_layers: int | None = None):
@@ -89,18 +90,19 @@ def lora_config(s: Settings, num_layers: int | None = None):
     layers = None
     if lo.top_layers is not None and num_layers is not None:
         layers = list(range(max(0, num_layers - lo.top_layers), num_layers))
-    return LoraConfig(
-        layers_to_transform=layers,
-        r=lo.r,
-        lora_alpha=lo.alpha,
-        lora_dropout=lo.dropout,
-        target_modules=lo.target_modules,
-        bias=lo.bias,
-        task_type=lo.task_type,
-        use_dora=lo.use_dora,
-        use_rslora=lo.use_rslora,
-        modules_to_save=lo.modules_to_save,
-    )
+    return LoraConfig(**{
+        "layers_to_transform": layers,
+        "r": lo.r,
+        "lora_alpha": lo.alpha,
+        "lora_dropout": lo.dropout,
+        "target_modules": lo.target_modules,
+        "bias": lo.bias,
+        "task_type": lo.task_type,
+        "use_dora": lo.use_dora,
+        "use_rslora": lo.use_rslora,
+        "modules_to_save": lo.modules_to_save,
+        **lo.extra,  # any other LoraConfig field, as given
+    })
 
 
 def checkpointing_args(on: bool) -> dict:
@@ -115,22 +117,23 @@ def checkpointing_args(on: bool) -> dict:
     return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
 
 
-def sft_config(s: Settings, precision: Precision | None = None, **extra):
-    """The SFTConfig for ``s``. ``extra`` carries launcher-owned fields (``deepspeed``)."""
+def sft_config(s: Settings, precision: Precision | None = None, *, quiet: bool = False, **extra):
+    """The SFTConfig for ``s``: ethsft's keys, then every other SFTConfig field the config sets (``training.extra``),
+    which win over what ethsft would choose; ``extra`` carries launcher-owned fields (``deepspeed``)."""
     from trl import SFTConfig
 
     precision = precision or resolve_precision(s)
     t, lg, o, d = s.training, s.logging, s.optimization, s.data
 
     report_to, tracker_notes = usable_report_to(lg.report_to)  # an uninstalled tracker is dropped, not fatal
-    for note in tracker_notes:
+    for note in [] if quiet else tracker_notes:
         notice(note)
     optim = o.optim
     if not torch.cuda.is_available() and optim.startswith("paged_"):
         # paged optimizers page optimizer state through CUDA unified memory; on CPU there is nothing to page.
         optim = optim.replace("paged_", "", 1).replace("adamw_32bit", "adamw_torch").replace("adamw_8bit", "adamw_torch")
     checkpointing = o.gradient_checkpointing and not fitted_checkpointing(s)  # fitted: ethsft picks the layers
-    return SFTConfig(
+    chosen = dict(
         output_dir=t.output_dir,
         num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps,
@@ -171,8 +174,33 @@ def sft_config(s: Settings, precision: Precision | None = None, **extra):
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient each step
-        **extra,
     )
+    return SFTConfig(**{**chosen, **t.extra, **extra})
+
+
+def check(s: Settings) -> None:
+    """Build the SFTConfig, LoraConfig and BitsAndBytesConfig ``s`` gives, before any model loads: what TRL, peft
+    and transformers refuse becomes one ConfigError naming the key (enums such as lr_scheduler_type and optim are
+    checked here, with their choices)."""
+    from peft import TaskType
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    enums = {("training", "lr_scheduler_type", s.training.lr_scheduler_type): [e.value for e in SchedulerType],
+             ("optimization", "optim", s.optimization.optim): [e.value for e in OptimizerNames],
+             ("lora", "task_type", s.lora.task_type): [e.value for e in TaskType]}
+    for (section, key, value), choices in enums.items():
+        if value not in choices:
+            raise ConfigError(f"{section}.{key}: {value!r} is not one of {', '.join(choices)}")
+    builds = (("BitsAndBytesConfig", bnb_config, "quantization"), ("LoraConfig", lora_config, "lora"),
+              ("SFTConfig", lambda s: sft_config(s, quiet=True), "training"))
+    for what, build, where in builds:
+        try:
+            build(s)
+        except (ValueError, TypeError) as e:
+            passed = getattr(s, where).extra
+            keys = f" (set: {', '.join(f'{where}.{k}' for k in passed)})" if passed else ""
+            raise ConfigError(f"{what} refused the settings{keys}: {' '.join(str(e).split())}") from None
 
 
 def _run_name(output_dir: str) -> str:

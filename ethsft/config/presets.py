@@ -27,3 +27,15 @@ def launch_file(name: str) -> Path:
 def deepspeed_file(name: str) -> Path:
     """A DeepSpeed JSON, e.g. ``deepspeed_file("zero2.json")``."""
     return _file("ethsft.presets", f"deepspeed/{name}")
+
+
+def config_names() -> list[str]:
+    """The shipped presets' stems, e.g. ``tiny_cpu``, ``80gb``."""
+    folder = _file("ethsft.presets", "configs")
+    return sorted(p.stem for p in folder.iterdir() if p.suffix == ".yaml")
+
+
+def find_config(name: str) -> Path | None:
+    """The shipped preset ``name`` names (``tiny_cpu``, ``tiny_cpu.yaml``, ``configs/tiny_cpu.yaml``), or None."""
+    stem = Path(name).name.removesuffix(".yaml")
+    return config(f"{stem}.yaml") if stem in config_names() else None

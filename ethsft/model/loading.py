@@ -23,6 +23,41 @@ def model_source(s: Settings) -> str:
     return str(Path(name).expanduser()) if looks_local else name
 
 
+def check_target_modules(s: Settings, source: str) -> None:
+    """``lora.target_modules`` and ``lora.modules_to_save`` against the model's module names, read from its config
+    on the meta device (no weights loaded): a name that matches no module is a ConfigError, not peft's error after
+    the model has loaded. A model whose config is not at hand (a Hub id offline) is not checked here."""
+    import re
+
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(source, cache_dir=s.model.cache_dir, revision=s.model.revision,
+                                            trust_remote_code=s.model.trust_remote_code)
+        with init_empty_weights():
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=s.model.trust_remote_code)
+    except Exception:  # noqa: BLE001 - the load itself reports an unreadable model, with its own message
+        return
+    names = [n for n, _ in skeleton.named_modules() if n]
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)})
+    wanted = s.lora.target_modules
+    if isinstance(wanted, str):
+        if wanted != "all-linear" and not any(re.fullmatch(wanted, n) for n in names):
+            raise ConfigError(f"lora.target_modules: the pattern {wanted!r} matches no module of {s.model.base_model} "
+                              f"(its linear layers: {', '.join(linear)})")
+    else:
+        missing = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise ConfigError(f"lora.target_modules: {', '.join(missing)} {'matches' if len(missing) == 1 else 'match'} "
+                              f"no module of {s.model.base_model} "
+                              f"(its linear layers: {', '.join(linear)})")
+    missing = [t for t in s.lora.modules_to_save or [] if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise ConfigError(f"lora.modules_to_save: {', '.join(missing)} {'matches' if len(missing) == 1 else 'match'} "
+                          f"no module of {s.model.base_model}")
+
+
 def _from_hub(load, source: str, **kwargs):
     """``load(source, **kwargs)``; a hub failure (gated, 401/403, missing id, offline) becomes a clear HubError."""
     try:

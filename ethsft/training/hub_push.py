@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ethsft.config.schema import repo_id_problem
 from ethsft.model.hub import error_chain, http_status  # read hub errors as model downloads do
 
 # light at import (the config schema checks repo ids with it); the card and redaction load when pushing
@@ -46,18 +47,6 @@ class Pushed:
     url: str
     commit_url: str | None
     files: list[str]
-
-
-def repo_id_problem(repo_id: str | None) -> str | None:
-    """Why ``repo_id`` cannot name a Hub model repo, or None."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id or "")
-    except HFValidationError:
-        return (f"{repo_id!r} is not a Hub repo id: expected [user-or-org/]name of letters, digits, '-', '_' and '.' "
-                "(at most 96 characters each, no '--' or '..'), e.g. my-name/eth-intent-extractor")
-    return None
 
 
 def default_repo_id(folder: str | Path) -> str:

@@ -41,11 +41,13 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from ethsft.fastpath.runtime import configure_runtime
     from ethsft.training.guards import OverfitWarning, StopGuard
     from ethsft.training.trainer import IntentSFTTrainer
-    from ethsft.config.hf import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
-    from ethsft.model.loading import keep_4bit_layout_for_zero3, load_model, load_tokenizer, memory_gb, model_source
+    from ethsft.config.hf import check, fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
+    from ethsft.model.loading import (check_target_modules, keep_4bit_layout_for_zero3, load_model, load_tokenizer,
+                                      memory_gb, model_source)
     from ethsft.training.outputs import check_output_dir, find_resume_checkpoint
 
     # --- seed, output folder, resume point -------------------------------------------------------------
+    check(s)  # what TRL, peft and transformers would refuse, before anything is written or loaded
     started = time.time()
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU runs under torchrun use gloo DDP
     is_main = state.is_main_process
@@ -69,6 +71,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         from ethsft.model.hub import check_download
 
         check_download(source, s.model.cache_dir, s.model.revision)
+    check_target_modules(s, source)
     tokenizer = load_tokenizer(s, source)
     say("\nLoading dataset...", log_path, is_main)
     records, tokenized = load_splits(split_records, tokenizer, s.data, lambda line: say(line, log_path, is_main))
