@@ -3,6 +3,11 @@
 Each ``data/abi_<family>.json`` file is a standard JSON ABI fragment (functions
 only).  :func:`functions` maps a 4-byte selector to the :class:`Function`
 objects that declare it (families may share a selector, e.g. ``unwrapWETH9``).
+Families in :data:`PINNED` decode only on their own contracts (their function
+names are generic, ``wrap(uint256)``, ``submit(address)``, or their selector is
+``0x00000000``).  ABIs a user brings
+(``prepare --abi``) are set for the duration of a run with :func:`user_functions`
+and consulted per contract address by :func:`lookup`.
 """
 
 from __future__ import annotations
@@ -54,7 +59,25 @@ FAMILIES = (
     "uniswap_v2_router02",
     "uniswap_v3_swaprouter",
     "uniswap_v3_swaprouter02",
+    "universal_router",
+    "permit2",
+    "oneinch_v5",
+    "oneinch_v6",
+    "lido",
+    "wsteth",
+    "lido_withdrawal_queue",
+    "aave_v3_pool",
+    "seaport",
 )
+# family -> the mainnet contracts it decodes on (any other address: the selector is not claimed)
+PINNED = {
+    "lido": frozenset({"0xae7ab96520de3a18e5e111b5eaab095312d7fe84"}),
+    "wsteth": frozenset({"0x7f39c581f595b53c5cb19bd0b3f8da6c935e2ca0"}),
+    "lido_withdrawal_queue": frozenset({"0x889edc2edab5f40e902b864ad4d7ade8e412f9b1"}),
+    # Seaport 1.1, 1.4, 1.5, 1.6 (fulfillBasicOrder_efficient_6GL6yc's selector is 0x00000000)
+    "seaport": frozenset({"0x00000000006c3852cbef3e08e8df289169ede581", "0x00000000000001ad428e4906ae43d8f9852d0dd6",
+                          "0x00000000000000adc04c56bf30ac9d3c0aaf14dc", "0x0000000000000068f116a894984e2db1123eb395"}),
+}
 
 
 def _type_str(param: dict) -> str:
@@ -126,6 +149,37 @@ def functions() -> dict[str, tuple[Function, ...]]:
             fn = Function(family, entry)
             table.setdefault(fn.selector, []).append(fn)
     return {k: tuple(v) for k, v in table.items()}
+
+
+_USER: dict[str, dict[str, Function]] = {}
+
+
+class user_functions:
+    """Context manager: ``{contract address: {selector: Function}}`` consulted by :func:`lookup`
+    while it is active (``prepare --abi``); restored on exit."""
+
+    def __init__(self, table: dict[str, dict[str, Function]]):
+        self.table = table
+
+    def __enter__(self):
+        global _USER
+        self.saved, _USER = _USER, self.table
+        return self
+
+    def __exit__(self, *exc):
+        global _USER
+        _USER = self.saved
+
+
+def lookup(selector: str, to: str | None) -> Function | None:
+    """The Function that decodes ``selector`` on contract ``to``: the bundled ABIs first (a pinned
+    family only on its own contracts), then the user's ABI for that address; None if neither knows it."""
+    for fn in functions().get(selector, ()):
+        pinned = PINNED.get(fn.family)
+        if pinned is None or to in pinned:
+            return fn
+    user = _USER.get(to) if _USER else None
+    return user.get(selector) if user else None
 
 
 @lru_cache(maxsize=None)
