@@ -57,8 +57,10 @@ def prepare(input_path, transactions, receipts, token_transfers, abi, tokens, ou
 @click.option("--output", required=True, type=click.Path(dir_okay=False),
               help="Output file; the format follows the extension (.csv, .jsonl, .parquet).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--mix", type=click.Choice(["default", "v3-unknown"]), default="default", show_default=True,
-              help="Transaction mix; v3-unknown (a held-out set unlike training): 3x the Uniswap V3 swaps, most in "
+@click.option("--mix", type=click.Choice(["default", "legacy", "v3-unknown"]), default="default", show_default=True,
+              help="Transaction mix. default: today's mainnet (Universal Router and 1inch swaps, Permit2, Lido, Aave, "
+                   "Seaport besides transfers); legacy: the first mix (V2/V3 routers only; the README's accuracy "
+                   "table); v3-unknown (a held-out set unlike legacy training data): 3x its Uniswap V3 swaps, most in "
                    "multicall, 4x the unregistered tokens.")
 def synth(rows, output, seed, mix):
     """Generate a realistic synthetic decoded.csv (real tokens, selectors and calldata)."""
