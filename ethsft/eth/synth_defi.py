@@ -48,6 +48,15 @@ def _v3_path(tokens: list, fees: list) -> bytes:
 class DefiScenarios(Draws):
     """Universal Router, Permit2, 1inch, Lido, Aave v3 and Seaport."""
 
+    def _swap_tokens(self, eth_in_p: float, eth_out_p: float):
+        """(eth_in, eth_out, token in, token out, amount in, amount out) of a swap: WETH stands for ETH."""
+        u = self.rng.random()
+        eth_in, eth_out = u < eth_in_p, eth_in_p <= u < eth_in_p + eth_out_p
+        weth = self.by_symbol["WETH"]
+        tin = weth if eth_in else self.token(0.1, exclude=(WETH,))
+        tout = weth if eth_out else self.token(0.1, exclude=(WETH, tin[0]))
+        return eth_in, eth_out, tin, tout, self.raw_amount(tin), self.raw_amount(tout)
+
     def _bound(self, raw: int, exact_in: bool) -> int:
         slip = self.rng.randint(1, 50)
         return raw * (1000 - slip) // 1000 if exact_in else raw * (1000 + slip) // 1000
@@ -58,12 +67,7 @@ class DefiScenarios(Draws):
         router = UR_V2 if rng.random() < 0.6 else UR_V12
         version = rng.choices(["v2", "v3", "v4"], [3, 5, 3 if router == UR_V2 else 0])[0]
         exact_in = rng.random() < 0.8
-        u = rng.random()
-        eth_in, eth_out = u < 0.35, 0.35 <= u < 0.6
-        weth = self.by_symbol["WETH"]
-        tin = weth if eth_in else self.token(0.1, exclude=(WETH,))
-        tout = weth if eth_out else self.token(0.1, exclude=(WETH, tin[0]))
-        amount_in, amount_out = self.raw_amount(tin), self.raw_amount(tout)
+        eth_in, eth_out, tin, tout, amount_in, amount_out = self._swap_tokens(0.35, 0.25)
         bound = self._bound(amount_out if exact_in else amount_in, exact_in)
         recipient = sender if rng.random() < 0.92 else self.other_user(sender)
         fee = not eth_out and exact_in and rng.random() < 0.2  # an interface fee taken from the output
@@ -184,12 +188,7 @@ class DefiScenarios(Draws):
         rng, sender = self.rng, ctx["sender"]
         family = "oneinch_v6" if rng.random() < 0.6 else "oneinch_v5"
         router = ONEINCH[family]
-        u = rng.random()
-        eth_in, eth_out = u < 0.3, 0.3 <= u < 0.5
-        weth = self.by_symbol["WETH"]
-        tin = weth if eth_in else self.token(0.1, exclude=(WETH,))
-        tout = weth if eth_out else self.token(0.1, exclude=(WETH, tin[0]))
-        amount_in, amount_out = self.raw_amount(tin), self.raw_amount(tout)
+        eth_in, eth_out, tin, tout, amount_in, amount_out = self._swap_tokens(0.3, 0.2)
         min_out = self._bound(amount_out, True)
         recipient = sender if rng.random() < 0.9 else self.other_user(sender)
         executor = rng.choice(self.contracts[:8])

@@ -200,6 +200,16 @@ def test_oneinch_v5_swap_eth_in():
     assert set(args) == {"desc"}  # the executor and its payload are left out
 
 
+def test_oneinch_v5_swap_token_in_without_transfers():
+    who, tok = "0xd4f74edd038f9a25208a0680d75602a5ea41038d", "0x993864e43caa7f7f12953ad6feb1d1ca635b875f"
+    d = intent(row(ONEINCH_V5, FX["oneinch_v5_usdc_in"]["input"], frm=who))
+    assert d == {"action": "swap", "protocol": "1inch_v5", "sender": who, "recipient": who,
+                 "token_in": {"symbol": "USDC", "address": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+                              "amount": "136.553373"},
+                 "token_out": {"symbol": None, "address": tok, "amount": None},
+                 "amount_out_min": "257381055213040809274", "status": "success"}
+
+
 # -- Lido ------------------------------------------------------------------------------------------
 # LedgerHQ/app-plugin-lido tests/src/ethereum/lido_submit.test.js (tx 0x867f8421...c63d), lido_wrap.test.js
 # (tx 0x288e20d9...741b), lido_unwrap.test.js (tx 0x400d0f4f...0c6e)
