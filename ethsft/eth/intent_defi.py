@@ -177,7 +177,8 @@ def _seaport_advanced(tx: Tx, a: dict) -> dict:
         net = None if got is None or None in fees else max(got - sum(fees), 0)
         token_id = resolved.get((1, i), item["identifierOrCriteria"])
         return {"action": "nft_sale", **base, "recipient": p["offerer"],
-                "token": nft(item["token"], token_id, _fraction(item, num, den)), "price": _price(offer[0]["token"], net)}
+                "token": nft(item["token"], token_id, _fraction(item, num, den)),
+                "price": _price(offer[0]["token"], net)}
     return contract_call(tx)
 
 

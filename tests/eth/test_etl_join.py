@@ -75,7 +75,7 @@ def test_exports_give_the_same_records_as_the_pre_joined_csv(tmp_path, rows):
     with open(tmp_path / "b" / "prepare_summary.json") as f:
         b = json.load(f)
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
-    assert (a["kept"], a["rejected"], a["actions"]) == (b["kept"], b["rejected"], b["actions"]) == (600, 0, a["actions"])
+    assert (a["kept"], a["rejected"]) == (b["kept"], b["rejected"]) == (600, 0) and a["actions"] == b["actions"]
     assert b["joined"]["missing_receipts"] == 0
 
 
@@ -97,7 +97,8 @@ def test_join_usage_errors(tmp_path, rows):
     res = run("--transactions", str(tmp_path / "transactions.csv"))
     assert res.exit_code == 2 and "give --input, or both --transactions and --receipts" in res.output
     res = run("--input", str(tmp_path / "transactions.csv"), "--receipts", str(tmp_path / "receipts.csv"))
-    assert res.exit_code == 2 and "give --input or --transactions/--receipts[/--token-transfers], not both" in res.output
+    assert res.exit_code == 2
+    assert "give --input or --transactions/--receipts[/--token-transfers], not both" in res.output
     (tmp_path / "bad.csv").write_text("transaction_hash,gas_used\n0x1,2\n")
     res = run("--transactions", str(tmp_path / "transactions.csv"), "--receipts", str(tmp_path / "bad.csv"))
     assert res.exit_code == 1
