@@ -1,9 +1,9 @@
 """The state and random draws behind :mod:`ethsft.eth.synth`'s rows: the contracts the scenarios call, the
 scenario weights (``KINDS``, ``LEGACY_KINDS``) and named mixes (``MIXES``), typical human amount ranges, and
-``Draws``, the
-generator's seeded state (token, user and contract pools, the block clock) with its draws (users, tokens,
-amounts), the expected-value helpers (amounts via :mod:`decimal`, independently of :mod:`ethsft.eth.intent`) and
-the calldata/token-transfer writers the scenarios (:mod:`.synth_transfers`, :mod:`.synth_dex`) share."""
+``Draws``, the generator's seeded state (token, user and contract pools, the block clock) with its draws (users,
+tokens, amounts), the expected-value helpers (amounts via :mod:`decimal`, independently of
+:mod:`ethsft.eth.intent`) and the calldata/token-transfer writers the scenarios (:mod:`.synth_transfers`,
+:mod:`.synth_dex`, :mod:`.synth_defi`) share."""
 
 from __future__ import annotations
 
