@@ -5,40 +5,56 @@ Schema
 A flat JSON object; keys always in this order (a key absent from an action is
 omitted, never null-filled)::
 
-    action, protocol, sender, from, recipient, spender, operator, contract,
-    function, token, token_in, token_out, token_a, token_b, liquidity,
-    amount_out_min, amount_in_max, amount_a_min, amount_b_min, approved,
-    value, status
+    action, protocol, sender, from, recipient, on_behalf_of, spender, operator,
+    contract, function, token, token_in, token_out, token_a, token_b,
+    liquidity, price, amount_out_min, amount_in_max, amount_a_min,
+    amount_b_min, rate_mode, expiry, approved, value, status
 
 * ``action``: transfer | approve | swap | wrap | unwrap | nft_transfer |
-  add_liquidity | remove_liquidity | contract_creation | contract_call.
+  add_liquidity | remove_liquidity | stake | unstake | supply | withdraw |
+  borrow | repay | nft_purchase | nft_sale | contract_creation |
+  contract_call.
 * ``protocol``: native | erc20 | weth | erc721 | erc1155 | uniswap_v2 |
-  uniswap_v3 | null (contract_call, contract_creation, or a
+  uniswap_v3 | uniswap_ur_<pools> (Universal Router; pools ``v2``, ``v3``,
+  ``v4`` or several joined by ``+``) | permit2 | 1inch_v5 | 1inch_v6 | lido |
+  aave_v3 | seaport | null (contract_call, contract_creation, or a
   setApprovalForAll on a collection whose standard is unknown).  For routers it
   names the ABI family of the decoded call.
-* ``sender``: the transaction's ``from``.  ``from`` (transferFrom-style calls
-  only): the owner the tokens move from.  ``recipient`` / ``spender`` /
-  ``operator``: from the calldata.  ``contract``: the called or created
+* ``sender``: the transaction's ``from``.  ``from``: the owner the tokens move
+  from (transferFrom-style calls, the signer of a Permit2 permit, the seller of
+  an NFT bought).  ``recipient`` / ``spender`` / ``operator`` /
+  ``on_behalf_of``: from the calldata.  ``contract``: the called or created
   contract (contract_call / contract_creation).  ``function``: the function
-  name (bundled ABI or the row's function_signature) or the 0x-selector.
+  name (bundled ABI, a user ABI, or the row's function_signature) or the
+  0x-selector.
 * Token objects (one level deep)::
 
       {"symbol": "USDC", "address": "0xa0b8...", "amount": "1.5"}
 
   ``amount`` is an exact decimal string in human units when the token is in
-  the bundled registry; for an unknown token ``symbol`` is null and ``amount``
-  is the raw integer string.  ETH is ``{"symbol": "ETH", "address": null, ...}``.
-  An ERC-20 approval of 2**256-1 has amount ``"unlimited"``.  ``amount`` is
-  null when it is not known (e.g. the output of an exact-input swap without
+  the registry (bundled, or a user token list); for an unknown token
+  ``symbol`` is null and ``amount`` is the raw integer string.  ETH is
+  ``{"symbol": "ETH", "address": null, ...}``.  An ERC-20 approval of
+  2**256-1 and a Permit2 approval of 2**160-1 have amount ``"unlimited"``; an
+  Aave withdraw / repay of 2**256-1 has amount ``"all"``.  ``amount`` is null
+  when it is not known (e.g. the output of an exact-input swap without
   token_transfers).  NFT objects: ``{"symbol", "address", "token_id",
   "amount"}`` (approve: no amount; setApprovalForAll: symbol, address).
 * Swaps: ``token_in`` / ``token_out``; the exact side comes from calldata, the
   other side is the actual amount summed from ``token_transfers`` (null when
-  there are none).  The calldata bound is ``amount_out_min`` (exact input) or
-  ``amount_in_max`` (exact output), in the units of that token.
+  there are none, and for native ETH paid out by an aggregator or a V4 pool).
+  The calldata bound is ``amount_out_min`` (exact input) or ``amount_in_max``
+  (exact output), in the units of that token.  A Universal Router call is one
+  swap: its swap commands must share one input and one output token (split and
+  multi-hop routes are summed); wraps, unwraps, sweeps, fee portions and
+  Permit2 steps shape it.
 * Liquidity: ``token_a`` / ``token_b`` (add: desired amounts from calldata;
   remove: actual amounts received, from token_transfers, else null),
   ``amount_a_min`` / ``amount_b_min``, ``liquidity`` (LP tokens, 18 decimals).
+* ``expiry`` (Permit2): the allowance's expiration, unix seconds.
+  ``rate_mode`` (Aave borrow / repay): variable | stable.  ``price`` (NFT
+  purchase / sale): what the sender pays, fees included, or receives, fees
+  deducted.
 * ``approved`` (setApprovalForAll): true / false.  ``value``: ETH sent
   (contract_call / contract_creation).  ``status``: success | failed.
 """
@@ -48,17 +64,26 @@ from __future__ import annotations
 import json
 
 from ethsft.eth.errors import RowError
-from ethsft.eth.registry import WETH, ZERO_ADDRESS, eth, eth_obj, human, nfts, token_obj, tokens
+from ethsft.eth.intent_defi import DEFI_FAMILIES, label_defi
+from ethsft.eth.intent_values import actual_in as _actual_in
+from ethsft.eth.intent_values import actual_out as _actual_out
+from ethsft.eth.intent_values import amount as _amount
+from ethsft.eth.intent_values import contract_call as _contract_call
+from ethsft.eth.intent_values import nft as _nft
+from ethsft.eth.intent_values import obj as _obj
+from ethsft.eth.registry import WETH, ZERO_ADDRESS, eth, eth_obj, human, nfts, token_obj
 from ethsft.eth.tx import Tx, nft_standard, normalize, v3_path
 
 ACTIONS = (
     "transfer", "approve", "swap", "wrap", "unwrap", "nft_transfer",
-    "add_liquidity", "remove_liquidity", "contract_creation", "contract_call",
+    "add_liquidity", "remove_liquidity", "stake", "unstake", "supply", "withdraw", "borrow", "repay",
+    "nft_purchase", "nft_sale", "contract_creation", "contract_call",
 )
 KEY_ORDER = (
-    "action", "protocol", "sender", "from", "recipient", "spender", "operator", "contract",
-    "function", "token", "token_in", "token_out", "token_a", "token_b", "liquidity",
-    "amount_out_min", "amount_in_max", "amount_a_min", "amount_b_min", "approved", "value", "status",
+    "action", "protocol", "sender", "from", "recipient", "on_behalf_of", "spender", "operator", "contract",
+    "function", "token", "token_in", "token_out", "token_a", "token_b", "liquidity", "price",
+    "amount_out_min", "amount_in_max", "amount_a_min", "amount_b_min", "rate_mode", "expiry", "approved", "value",
+    "status",
 )
 _RANK = {k: i for i, k in enumerate(KEY_ORDER)}
 _ADDR1 = "0x" + "00" * 19 + "01"  # SwapRouter02 Constants.MSG_SENDER
@@ -83,60 +108,6 @@ def label(tx: dict | Tx) -> dict:
     return d
 
 
-# -- helpers -----------------------------------------------------------------
-
-def _amount(token: str | None, raw: int) -> str:
-    """Amount string of ``raw`` units of ``token`` (None = ETH)."""
-    if token is None:
-        return eth(raw)
-    info = tokens().get(token)
-    return human(raw, info[1]) if info else str(raw)
-
-
-def _obj(token: str | None, raw: int | None) -> dict:
-    return eth_obj(raw) if token is None else token_obj(token, raw)
-
-
-def _sum(tx: Tx, token: str, *, to: str | None = None, frm: str | None = None) -> int | None:
-    if not tx.transfers:
-        return None
-    total, seen = 0, False
-    for t, f, r, v, tid in tx.transfers:
-        if t == token and tid is None and (to is None or r == to) and (frm is None or f == frm):
-            total += v
-            seen = True
-    return total if seen else None
-
-
-def _actual_out(tx: Tx, token: str | None, recipient: str) -> int | None:
-    """Amount received: ETH outputs are unwrapped by the router, so count WETH sent to it."""
-    if token is None:
-        return _sum(tx, WETH, to=tx.to)
-    return _sum(tx, token, to=recipient)
-
-
-def _actual_in(tx: Tx, token: str | None) -> int | None:
-    """Amount paid: ETH inputs are wrapped by the router, so count WETH it sends."""
-    if token is None:
-        return _sum(tx, WETH, frm=tx.to)
-    return _sum(tx, token, frm=tx.sender)
-
-
-def _nft(address: str, token_id: int, amount: int | None) -> dict:
-    info = nfts().get(address)
-    d = {"symbol": info[0] if info else None, "address": address, "token_id": str(token_id)}
-    if amount is not None:
-        d["amount"] = str(amount)
-    return d
-
-
-def _contract_call(tx: Tx) -> dict:
-    return {
-        "action": "contract_call", "protocol": None, "sender": tx.sender, "contract": tx.to,
-        "function": tx.function_name(), "value": eth(tx.value),
-    }
-
-
 # -- labelling ---------------------------------------------------------------
 
 def _label(tx: Tx) -> dict:
@@ -152,6 +123,8 @@ def _label(tx: Tx) -> dict:
     if fn is None:
         return _contract_call(tx)
     fam, name = fn.family, fn.name
+    if fam in DEFI_FAMILIES:
+        return label_defi(tx)
     if fam == "erc20":
         return _erc20(tx, name, a)
     if fam == "weth9":
@@ -172,7 +145,9 @@ def _label(tx: Tx) -> dict:
                 "recipient": a["to"], "token": _nft(tx.to, a["id"], a["amount"])}
     if fam == "uniswap_v2_router02":
         return _v2(tx, name, a)
-    return _v3(tx)
+    if fam.startswith("uniswap_v3"):
+        return _v3(tx)
+    return _contract_call(tx)  # a user ABI: the function is named, its intent is not known
 
 
 def _wrap(tx: Tx, action: str, raw: int) -> dict:

@@ -30,16 +30,16 @@ Rules
 * **Row numbers** are 1-based line numbers for CSV (the header is row 1; a
   record spanning several lines is numbered by its first line) and JSONL
   (blank lines are skipped and not counted as read), and the 1-based record
-  index for Parquet.
+  index for Parquet (:mod:`ethsft.eth.readers`).
 * **Streaming**: rows are read one at a time (csv module, JSON per line,
   pyarrow ``iter_batches``); memory grows only with the set of kept hashes
-  (an 8-byte digest each).  Outputs are written to temporary files in the
+  (an 8-byte digest each), and, for ethereum-etl exports joined here
+  (:mod:`ethsft.eth.etl_join`), with their receipts and token transfers.  Outputs are written to temporary files in the
   output directory and moved into place (``os.replace``) only on success.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -48,12 +48,16 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 from ethsft.data.records import INSTRUCTION, SPLITS, DataError
+from ethsft.eth.abi import user_functions
 from ethsft.eth.errors import RowError
+from ethsft.eth.etl_join import joined_rows
 from ethsft.eth.intent import ACTIONS, label
-from ethsft.eth.tx import REQUIRED, model_input, normalize
+from ethsft.eth.readers import open_reader
+from ethsft.eth.registry import user_tokens
+from ethsft.eth.tx import model_input, normalize
+from ethsft.eth.user_data import load_abis, load_tokens
 
 TOKEN_SAMPLE = 2000
 
@@ -97,108 +101,6 @@ def split_of(model_input: str, seed: int = 0, split=(0.7, 0.15, 0.15)) -> str:
     return "test"
 
 
-# -- readers: yield (row_number, dict | None, reject reason | None) ------------
-
-def _missing(columns) -> list[str]:
-    return [c for c in REQUIRED if c not in columns]
-
-
-def _fmt_missing(missing) -> str:
-    return ", ".join(repr(c) for c in missing)
-
-
-def _read_csv(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # calldata can be long
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, strict=True)  # broken quoting is fatal: row boundaries are unknown
-        try:
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise DataError(f"{path}: empty file (no header row)")
-            header = [h.strip() for h in header]
-            missing = _missing(header)
-            if missing:
-                raise DataError(f"{path}: row 1: missing required column(s) {_fmt_missing(missing)}")
-            width = len(header)
-            prev = reader.line_num
-            for fields in reader:
-                row_no = prev + 1
-                prev = reader.line_num
-                if len(fields) != width:
-                    if not fields:  # a blank line
-                        continue
-                    yield row_no, None, f"record: {len(fields)} fields, the header has {width}"
-                    continue
-                yield row_no, dict(zip(header, fields)), None
-        except csv.Error as e:
-            raise DataError(f"{path}: row {reader.line_num}: unreadable CSV ({e})") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason}) after row {reader.line_num}") from None
-
-
-def _read_jsonl(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
-    first = True
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield line_no, None, f"record: not UTF-8 text ({e.reason})"
-                continue
-            except ValueError as e:
-                yield line_no, None, f"record: invalid JSON ({e})"
-                continue
-            if not isinstance(obj, dict):
-                yield line_no, None, f"record: expected a JSON object, got {type(obj).__name__}"
-                continue
-            missing = _missing(obj)
-            if missing:
-                if first:  # the first record plays the header's role: structural
-                    raise DataError(f"{path}: row {line_no}: missing required column(s) {_fmt_missing(missing)}")
-                yield line_no, None, f"record: missing required column(s) {_fmt_missing(missing)}"
-                continue
-            first = False
-            yield line_no, obj, None
-
-
-def _read_parquet(path: str) -> Iterator[tuple[int, dict | None, str | None]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises ArrowInvalid / OSError
-        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
-    names = pf.schema_arrow.names
-    missing = _missing(names)
-    if missing:
-        raise DataError(f"{path}: missing required column(s) {_fmt_missing(missing)} (Parquet schema)")
-    used = [c for c in names if c in _USED]
-    n = 0
-    for batch in pf.iter_batches(batch_size=4096, columns=used):
-        for row in batch.to_pylist():
-            n += 1
-            yield n, row, None
-
-
-_USED = set(REQUIRED) | {"receipt_contract_address", "function_signature", "decoded_input", "token_transfers"}
-_READERS = {".csv": _read_csv, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
-
-
-def _open_reader(path: str):
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in _READERS:
-        raise DataError(f"{path}: unsupported format {ext or '(none)'!r} (use .csv, .jsonl or .parquet)")
-    if os.path.getsize(path) == 0:
-        raise DataError(f"{path}: empty file (no header row)" if ext == ".csv" else f"{path}: empty file")
-    return ext, _READERS[ext](path)
-
-
 # -- token statistics --------------------------------------------------------
 
 def token_stats(pairs: list[tuple[str, str]]) -> dict:
@@ -236,15 +138,34 @@ def token_stats(pairs: list[tuple[str, str]]) -> dict:
 # -- prepare -----------------------------------------------------------------
 
 def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, progress: bool = True,
-            count_tokens: bool = True) -> dict:
+            count_tokens: bool = True, *, transactions=None, receipts=None, token_transfers=None, abi=None,
+            tokens=None) -> dict:
     """Label, split and write ``train/validation/test.jsonl`` + ``rejects.jsonl``
     + ``prepare_summary.json`` into ``output_dir``; returns the summary dict.
 
+    The input is ``input_path`` (a pre-joined decoded.csv / .jsonl / .parquet), or, with
+    ``input_path`` None, ethereum-etl's ``transactions`` and ``receipts`` exports (and optionally
+    ``token_transfers``) joined by hash (:mod:`ethsft.eth.etl_join`). ``abi`` / ``tokens``: a user's
+    ABIs and token list (:mod:`ethsft.eth.user_data`), read before any row.
+
     Raises :class:`~ethsft.data.records.DataError` for structural problems."""
     split = check_split(split)
-    path = os.fspath(input_path)
     out = os.fspath(output_dir)
-    ext, rows = _open_reader(path)
+    user_abis = load_abis(abi) if abi is not None else {}
+    user_list = load_tokens(tokens) if tokens is not None else {}
+    join: dict | None = None
+    if input_path is not None:
+        if transactions is not None or receipts is not None or token_transfers is not None:
+            raise DataError("give either a pre-joined input or the transactions and receipts exports, not both")
+        path = os.fspath(input_path)
+        ext, rows = open_reader(path)
+    else:
+        if transactions is None or receipts is None:
+            raise DataError("the ethereum-etl join needs both the transactions and the receipts exports")
+        path = os.fspath(transactions)
+        join = {}
+        ext, rows = joined_rows(path, os.fspath(receipts),
+                                None if token_transfers is None else os.fspath(token_transfers), join)
     created = not os.path.isdir(out)
     try:
         os.makedirs(out, exist_ok=True)
@@ -258,7 +179,8 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
         try:
             for n in names:
                 files[n] = open(tmp[n], "w", encoding="utf-8", newline="\n", buffering=1 << 20)
-            summary = _run(path, rows, files, split, seed, progress, count_tokens)
+            with user_functions(user_abis), user_tokens(user_list):
+                summary = _run(path, rows, files, split, seed, progress, count_tokens)
             for f in files.values():
                 f.close()
         except OSError as e:
@@ -271,15 +193,25 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
         seconds = time.perf_counter() - start  # reading, labelling, writing (token counting excluded)
         sample = summary.pop("_sample")
         t0 = time.perf_counter()
-        tokens = token_stats(sample) if count_tokens else {"skipped": "disabled"}
-        if "prompt" in tokens:
-            tokens["seconds"] = round(time.perf_counter() - t0, 3)
+        lengths = token_stats(sample) if count_tokens else {"skipped": "disabled"}
+        if "prompt" in lengths:
+            lengths["seconds"] = round(time.perf_counter() - t0, 3)
+        extra: dict = {}
+        if join is not None:
+            extra["joined"] = {"transactions": path, "receipts": os.fspath(receipts),
+                               "token_transfers": None if token_transfers is None else os.fspath(token_transfers),
+                               "missing_receipts": join["missing_receipts"]}
+        if abi is not None:
+            extra["abi"] = {"path": os.fspath(abi), "contracts": len(user_abis),
+                            "functions": sum(len(v) for v in user_abis.values())}
+        if tokens is not None:
+            extra["token_list"] = {"path": os.fspath(tokens), "tokens": len(user_list)}
         summary = {
             "input": path, "format": ext[1:], "output_dir": out, "seed": seed,
-            "split": dict(zip(SPLITS, split)), **summary,
+            "split": dict(zip(SPLITS, split)), **extra, **summary,
             "seconds": round(seconds, 3),
             "rows_per_second": round(summary["rows_read"] / seconds) if seconds > 0 else None,
-            "tokens": tokens,
+            "tokens": lengths,
             "files": {n: f"{n}.jsonl" for n in names},
         }
         try:
@@ -400,6 +332,17 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"read {summary['rows_read']} rows from {summary['input']}: kept {summary['kept']}, "
         f"duplicates {summary['duplicates']}, rejected {summary['rejected']}",
+    ]
+    if "joined" in summary:
+        j = summary["joined"]
+        lines.append(f"joined with {j['receipts']}" + (f" and {j['token_transfers']}" if j["token_transfers"] else "")
+                     + f": {j['missing_receipts']} transaction(s) without a receipt (rejected)")
+    if "abi" in summary:
+        lines.append(f"user ABIs: {summary['abi']['functions']} function(s) of {summary['abi']['contracts']} "
+                     f"contract(s) from {summary['abi']['path']}")
+    if "token_list" in summary:
+        lines.append(f"user tokens: {summary['token_list']['tokens']} from {summary['token_list']['path']}")
+    lines += [
         "splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()),
         "actions: " + ", ".join(f"{k} {v}" for k, v in summary["actions"].items() if v),
     ]

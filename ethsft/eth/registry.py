@@ -17,9 +17,36 @@ def _data() -> dict:
 
 
 @lru_cache(maxsize=None)
-def tokens() -> dict[str, tuple[str, int]]:
-    """ERC-20 tokens: lower-case address -> (symbol, decimals)."""
+def bundled_tokens() -> dict[str, tuple[str, int]]:
+    """The bundled ERC-20 tokens: lower-case address -> (symbol, decimals)."""
     return {t["address"]: (t["symbol"], int(t["decimals"])) for t in _data()["tokens"]}
+
+
+_TOKENS: dict[str, tuple[str, int]] | None = None  # bundled + a user's list, while user_tokens is active
+
+
+def tokens() -> dict[str, tuple[str, int]]:
+    """ERC-20 tokens: lower-case address -> (symbol, decimals); a user's list
+    (:class:`user_tokens`) wins over the bundled registry for its addresses."""
+    return bundled_tokens() if _TOKENS is None else _TOKENS
+
+
+class user_tokens:
+    """Context manager: add ``{address: (symbol, decimals)}`` to :func:`tokens` (the user's entry wins
+    for an address in both) while it is active (``prepare --tokens``); restored on exit."""
+
+    def __init__(self, extra: dict[str, tuple[str, int]]):
+        self.extra = extra
+
+    def __enter__(self):
+        global _TOKENS
+        self.saved = _TOKENS
+        _TOKENS = {**tokens(), **self.extra}
+        return self
+
+    def __exit__(self, *exc):
+        global _TOKENS
+        _TOKENS = self.saved
 
 
 @lru_cache(maxsize=None)

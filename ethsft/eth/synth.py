@@ -1,9 +1,13 @@
 """Synthetic but realistic ``decoded.csv`` rows for demos, tests and benchmarks.
 
 Real token contracts and decimals (bundled registry), real selectors, calldata
-encoded with eth-abi, token_transfers that match the call, a realistic mix of
-actions (mostly ERC-20 transfers and swaps), a few failed transactions and
-contract creations, and users that recur (a skewed draw from a pool).  About
+encoded with eth-abi, token_transfers that match the call, a mix of actions
+close to today's mainnet (``mix="default"``: transfers, Universal Router and
+aggregator swaps, Permit2, staking, lending, NFT purchases; see ``KINDS`` in
+:mod:`ethsft.eth.synth_draws` for the weights and where they come from; the
+first mix, V2 / V3 routers only, is ``mix="legacy"``), a few failed
+transactions and contract creations, and users that recur (a skewed draw from
+a pool).  About
 40% of the rows carry ``function_signature`` / ``decoded_input``; the rest only
 raw ``input``.
 
@@ -24,13 +28,14 @@ import json
 import os
 from typing import Iterable, Iterator
 
+from ethsft.eth.synth_defi import DefiScenarios
 from ethsft.eth.synth_dex import DexScenarios
 from ethsft.eth.synth_draws import MIXES  # noqa: F401 - the named mixes (``mix``), part of this API
 from ethsft.eth.synth_transfers import TransferScenarios
 from ethsft.eth.tx import COLUMNS
 
 
-class _Gen(TransferScenarios, DexScenarios):
+class _Gen(TransferScenarios, DexScenarios, DefiScenarios):
     """Every scenario of ``KINDS`` (``ethsft.eth.synth_draws``); ``row`` draws one and fills a row with it."""
 
     def row(self) -> dict:

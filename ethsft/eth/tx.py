@@ -12,9 +12,10 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
-from ethsft.eth.abi import Function, functions, render
+from ethsft.eth.abi import Function, lookup, render
 from ethsft.eth.errors import RowError
 from ethsft.eth.registry import eth, nfts
+from ethsft.eth.universal_router import Step, decode_commands
 
 REQUIRED = ("hash", "block_number", "from_address", "to_address", "value", "input", "receipt_status")
 OPTIONAL = (
@@ -162,7 +163,7 @@ class Tx:
 
     __slots__ = (
         "hash", "block_number", "sender", "to", "value", "data", "status", "created",
-        "transfers", "selector", "call", "args", "inner", "user_function", "user_args",
+        "transfers", "selector", "call", "args", "inner", "steps", "user_function", "user_args",
     )
 
     def function_name(self) -> str | None:
@@ -177,13 +178,16 @@ class Tx:
         return None
 
 
+_ROUTERS = ("uniswap", "universal_router", "oneinch")
+
+
 def needs_transfers(fn: Function | None) -> bool:
-    """Whether token_transfers matter for a call: router calls (actual swap /
-    liquidity amounts) and ERC-20-selector transferFrom / approve (a
-    token_id in the transfers marks an NFT collection missing from the
+    """Whether token_transfers matter for a call: router and aggregator calls
+    (actual swap / liquidity amounts) and ERC-20-selector transferFrom / approve
+    (a token_id in the transfers marks an NFT collection missing from the
     registry).  Only then is the column parsed, validated and shown to the
     model; for other rows it is ignored like the other unused columns."""
-    return fn is not None and (fn.family.startswith("uniswap") or (fn.family == "erc20" and fn.name != "transfer"))
+    return fn is not None and (fn.family.startswith(_ROUTERS) or (fn.family == "erc20" and fn.name != "transfer"))
 
 
 def nft_standard(tx: Tx) -> str | None:
@@ -198,16 +202,16 @@ def nft_standard(tx: Tx) -> str | None:
     return None
 
 
-def decode_call(data: bytes) -> tuple[Function | None, dict | None]:
-    """Decode calldata with the bundled ABIs: (Function, args) or (None, None)
-    for an unknown selector.  Raises RowError when a known selector's
-    arguments do not decode."""
+def decode_call(data: bytes, to: str | None = None) -> tuple[Function | None, dict | None]:
+    """Decode calldata sent to contract ``to`` with the bundled ABIs, then the
+    user's ABI for ``to`` (:func:`ethsft.eth.abi.lookup`): (Function, args) or
+    (None, None) for an unknown selector.  Raises RowError when a known
+    selector's arguments do not decode."""
     if len(data) < 4:
         return None, None
-    fns = functions().get("0x" + data[:4].hex())
-    if not fns:
+    fn = lookup("0x" + data[:4].hex(), to)
+    if fn is None:
         return None, None
-    fn = fns[0]
     try:
         return fn, fn.decode(data[4:])
     except Exception as e:  # eth_abi raises several DecodingError subclasses
@@ -235,26 +239,29 @@ def normalize(row: dict) -> Tx:
     created = row.get("receipt_contract_address")
     tx.created = None if _empty(created) or tx.to is not None else _addr("receipt_contract_address", created)
     tx.selector = "0x" + tx.data[:4].hex() if len(tx.data) >= 4 else None
-    tx.inner = None
+    tx.inner = tx.steps = None
     tx.user_function = tx.user_args = None
     if tx.to is None:
         tx.call = tx.args = tx.transfers = None
         return tx
-    tx.call, tx.args = decode_call(tx.data)
+    tx.call, tx.args = decode_call(tx.data, tx.to)
     tx.transfers = _transfers(row.get("token_transfers")) if needs_transfers(tx.call) else None
     if tx.call is None and tx.data:
         _user_columns(tx, row)
-    elif tx.call is not None and tx.call.name == "multicall":
-        tx.inner = [decode_inner(b) for b in tx.args["data"]]
+    elif tx.call is not None:
+        if tx.call.name == "multicall":
+            tx.inner = [decode_inner(b, tx.to) for b in tx.args["data"]]
+        elif tx.call.family == "universal_router":
+            tx.steps = decode_commands(tx.to, tx.args["commands"], tx.args["inputs"])
     return tx
 
 
-def decode_inner(data: bytes) -> tuple[Function | None, dict | None, str]:
+def decode_inner(data: bytes, to: str | None = None) -> tuple[Function | None, dict | None, str]:
     """One multicall element: (Function, args, selector); (None, None, sel) if
     unknown or not decodable (the multicall is then labelled contract_call)."""
     sel = "0x" + data[:4].hex()
     try:
-        fn, args = decode_call(data)
+        fn, args = decode_call(data, to)
     except RowError:
         return None, None, sel
     return fn, args, sel
@@ -296,9 +303,50 @@ def v3_path(path: bytes) -> list:
 
 # arguments that never change the intent: left out of the model input
 _DROP = {"deadline", "sqrtPriceLimitX96"}
+# per family: signatures, salts, conduit keys and executor payloads are long and say nothing of the intent
+_DROP_FAMILY = {
+    "permit2": {"signature"},
+    "oneinch_v5": {"permit", "data", "executor"},
+    "oneinch_v6": {"data", "executor"},
+    "seaport": {"signature", "salt", "zoneHash", "offererConduitKey", "fulfillerConduitKey", "conduitKey",
+                "extraData", "criteriaResolvers", "zone", "startTime", "endTime", "totalOriginalAdditionalRecipients",
+                "totalOriginalConsiderationItems"},
+    "aave_v3_pool": {"referralCode"},
+    "lido": {"_referral"},
+}
+
+
+def _prune(value, drop: set):
+    if isinstance(value, dict):
+        return {k: _prune(v, drop) for k, v in value.items() if k not in drop}
+    if isinstance(value, list):
+        return [_prune(v, drop) for v in value]
+    return value
+
+
+def _render_step(step: Step) -> dict:
+    """A Universal Router command (or V4 action) as the model sees it."""
+    if step.args is None:
+        return {"command": step.name}
+    args = step.args
+    if step.name == "V4_SWAP":
+        return {"command": step.name, "actions": [_render_step(a) for a in args["actions"]]}
+    if step.name.startswith("V3_SWAP"):
+        try:
+            args = dict(args, path=v3_path(args["path"]))
+        except RowError:
+            pass
+    elif step.name.startswith("PERMIT2_PERMIT"):
+        args = {k: v for k, v in args.items() if k != "signature"}
+    elif step.name.startswith("SWAP_"):
+        args = _prune(args, {"hookData"})
+    return {"command": step.name, "args": render(args)}
 
 
 def _render_args(fn: Function, args: dict) -> dict:
+    drop = _DROP_FAMILY.get(fn.family)
+    if drop:
+        return render(_prune({k: v for k, v in args.items() if k not in _DROP}, drop))
     if fn.family.startswith("uniswap"):
         if "params" in args:
             params = {k: v for k, v in args["params"].items() if k not in _DROP}
@@ -343,6 +391,8 @@ def model_input(tx: Tx) -> dict:
                             calls.append({"function": fn.name})
                 rest = {k: render(v) for k, v in tx.args.items() if k != "data" and k not in _DROP}
                 d["args"] = {**rest, "data": calls}
+            elif tx.steps is not None:
+                d["args"] = {"commands": [_render_step(s) for s in tx.steps]}
             elif tx.args:
                 args = _render_args(tx.call, tx.args)
                 if tx.call.family == "erc20" and tx.call.name != "transfer" and nft_standard(tx):

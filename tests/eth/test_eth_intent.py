@@ -38,7 +38,7 @@ def transfers(*items):
 
 def test_bundled_selectors_are_the_real_ones():
     names = {f.selector: f"{f.family}.{f.name}" for fs in functions().values() for f in fs}
-    assert len(names) == 38
+    assert len(names) == 57
     for sel, name in {
         "0xa9059cbb": "erc20.transfer", "0x23b872dd": "erc20.transferFrom", "0x095ea7b3": "erc20.approve",
         "0xd0e30db0": "weth9.deposit", "0x2e1a7d4d": "weth9.withdraw",
@@ -56,6 +56,16 @@ def test_bundled_selectors_are_the_real_ones():
         "0xdb3e2198": "uniswap_v3_swaprouter.exactOutputSingle", "0xf28c0498": "uniswap_v3_swaprouter.exactOutput",
         "0xac9650d8": "uniswap_v3_swaprouter.multicall", "0x5ae401dc": "uniswap_v3_swaprouter02.multicall",
         "0x04e45aaf": "uniswap_v3_swaprouter02.exactInputSingle",
+        "0x3593564c": "universal_router.execute", "0x24856bc3": "universal_router.execute",
+        "0x87517c45": "permit2.approve", "0x2b67b570": "permit2.permit", "0x2a2d80d1": "permit2.permit",
+        "0x12aa3caf": "oneinch_v5.swap", "0x07ed2379": "oneinch_v6.swap", "0xa1903eab": "lido.submit",
+        "0xea598cb0": "wsteth.wrap", "0xde0e9a3e": "wsteth.unwrap",
+        "0xd6681042": "lido_withdrawal_queue.requestWithdrawals",
+        "0x19aa6257": "lido_withdrawal_queue.requestWithdrawalsWstETH",
+        "0x617ba037": "aave_v3_pool.supply", "0x69328dec": "aave_v3_pool.withdraw",
+        "0xa415bcad": "aave_v3_pool.borrow", "0x573ade81": "aave_v3_pool.repay",
+        "0xfb0f3ee1": "seaport.fulfillBasicOrder", "0x00000000": "seaport.fulfillBasicOrder_efficient_6GL6yc",
+        "0xe7acab24": "seaport.fulfillAdvancedOrder",
     }.items():
         assert names[sel] == name
 
