@@ -153,3 +153,29 @@ def test_render_shows_every_trl_format(tokenizer):
         elif mask[i]:
             spans.append([t])
     assert [tok.decode(span) for span in spans] == ['{"x": 1}</s>', "c</s>"]
+
+
+def test_multi_turn_messages_render_as_trls_assistant_only_loss_trains_them(case, tmp_path):
+    """ethsft's own training of a ``messages`` dataset (render's labels) equals TRL's assistant_only_loss with the
+    training template: every assistant turn with its end-of-turn (and ChatML's newline), nothing else."""
+    tok, model_path = case
+    conversations = [{"messages": [
+        {"role": "system", "content": "Answer with JSON only."},
+        {"role": "user", "content": f"{r['instruction']}\n\n{r['input']}"},
+        {"role": "assistant", "content": r["output"]},
+        {"role": "user", "content": "Again, please."},
+        {"role": "assistant", "content": r["output"]}]} for r in _records(3)]
+    tok.chat_template = training_template(tok)
+    trainer = _trainer(model_path, tok, conversations, tmp_path, assistant_only_loss=True)
+    for (ids, labels), row in zip(_trained(trainer), conversations):
+        ours = render(row, tok)
+        assert (ids, labels) == (ours.input_ids, ours.labels)
+        starts = [i for i, label in enumerate(labels) if label != -100 and (i == 0 or labels[i - 1] == -100)]
+        assert len(starts) == 2 and labels[-1] != -100  # the two assistant turns, the last one to the row's end
+
+
+def test_render_names_the_keys_of_a_row_no_format_matches(tokenizer):
+    with pytest.raises(ValueError) as e:
+        render({"question": "q", "answer": "a"}, tokenizer)
+    assert str(e.value) == ("render: a row's keys (question, answer) make none of TRL's dataset formats "
+                            "(instruction/input/output, prompt/completion, messages or text)")
