@@ -45,7 +45,7 @@ def load_template(name: str = "mistral_instruct") -> str:
 _PROBES = (  # conversations on which a training template must render exactly as the tokenizer's own template
     [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"},
      {"role": "assistant", "content": "d"}],
-    [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": " a\n"}, {"role": "assistant", "content": "b "}],
 )
 
 
@@ -57,6 +57,8 @@ def training_template(tokenizer) -> str:
         tokenizer.chat_template = training_template(tokenizer)
 
     Raises ValueError when no packaged variant renders as the tokenizer's template does."""
+    from jinja2 import TemplateError
+
     own = tokenizer.chat_template
     if not own:
         raise ValueError("training_template: the tokenizer has no chat template")
@@ -77,12 +79,13 @@ def training_template(tokenizer) -> str:
         try:
             if same(candidate):
                 return candidate
-        except Exception:  # noqa: BLE001  (a template that rejects a probe conversation is not this one)
+        except (TemplateError, TypeError, ValueError):  # rejecting a probe conversation: not this template
             continue
     known = ", ".join(f"{label} ({name})" for name, label in TRAINING_TEMPLATES.items())
     raise ValueError(f"training_template: the tokenizer's chat template renders like none ethsft ships ({known}); "
-                     "use TRL's trl.chat_template_utils.get_training_chat_template(tokenizer), or wrap the "
-                     "assistant turns of your template in {% generation %} ... {% endgeneration %} yourself")
+                     "wrap each assistant turn of your template, from after the generation prompt through the "
+                     "end-of-turn, in {% generation %} ... {% endgeneration %}, or see TRL's "
+                     "trl.chat_template_utils.get_training_chat_template")
 
 
 def user_text(record: dict[str, Any]) -> str:

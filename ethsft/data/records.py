@@ -50,6 +50,11 @@ def read_records(path: str | Path, only: str | None = None) -> list[dict]:
                 raise DataError(f"{path}:{lineno}: expected a JSON object with the keys of {FORMATS_TEXT}; "
                                 f"got {type(record).__name__}")
             record = check_record(record, f"{path}:{lineno}", kind)
+            if records and is_conversational(record) != is_conversational(records[0]):
+                shapes = {True: "chat-message", False: "plain-string"}
+                raise DataError(f"{path}:{lineno}: a {shapes[is_conversational(record)]} prompt/completion row after "
+                                f"{shapes[is_conversational(records[0])]} ones; every row of a split needs the same "
+                                "format")
             kind = kind or row_format(record)
             records.append(record)
     if not records:

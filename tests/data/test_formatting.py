@@ -131,9 +131,9 @@ def test_training_template_refuses_a_template_it_does_not_ship(chatml_tokenizer)
         training_template(tok)
     assert str(e.value) == (
         "training_template: the tokenizer's chat template renders like none ethsft ships (Mistral Instruct "
-        "(mistral_instruct_training), ChatML (SmolLM2) (chatml_training)); use TRL's "
-        "trl.chat_template_utils.get_training_chat_template(tokenizer), or wrap the assistant turns of your "
-        "template in {% generation %} ... {% endgeneration %} yourself")
+        "(mistral_instruct_training), ChatML (SmolLM2) (chatml_training)); wrap each assistant turn of your "
+        "template, from after the generation prompt through the end-of-turn, in {% generation %} ... "
+        "{% endgeneration %}, or see TRL's trl.chat_template_utils.get_training_chat_template")
 
 
 def test_render_shows_every_trl_format(tokenizer):

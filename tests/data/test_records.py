@@ -31,7 +31,8 @@ def test_each_format_reads_as_its_own_keys(tmp_path):
             "chat": {"prompt": [{"role": "user", "content": "p"}],
                      "completion": [{"role": "assistant", "content": "c", "tool_calls": None}]}}
     read = {name: read_records(jsonl(tmp_path / f"{name}.jsonl", row))[0] for name, row in rows.items()}
-    assert read == {"alpaca": GOOD, "messages": CHAT, "text": {"text": "x"}, "plain": {"prompt": "p", "completion": "c"},
+    assert read == {"alpaca": GOOD, "messages": CHAT, "text": {"text": "x"},
+                    "plain": {"prompt": "p", "completion": "c"},
                     "chat": {"prompt": [{"role": "user", "content": "p"}],
                              "completion": [{"role": "assistant", "content": "c"}]}}
 
@@ -39,6 +40,10 @@ def test_each_format_reads_as_its_own_keys(tmp_path):
 def test_bad_rows_are_named_by_file_line_and_key(tmp_path):
     path = jsonl(tmp_path / "a.jsonl", CHAT, {"text": "x"})
     assert _error(path) == f"{path}:2: a text row after messages rows; every row of a split needs the same format"
+    path = jsonl(tmp_path / "mixed.jsonl", {"prompt": "p", "completion": "c"},
+                 {"prompt": [{"role": "user", "content": "p"}], "completion": [{"role": "assistant", "content": "c"}]})
+    assert _error(path) == (f"{path}:2: a chat-message prompt/completion row after plain-string ones; every row of "
+                            "a split needs the same format")
     path = jsonl(tmp_path / "b.jsonl", {"question": "q", "answer": "a"})
     assert _error(path) == (f"{path}:1: no dataset format matches the record's keys (question, answer); expected "
                             "the keys of instruction/input/output, prompt/completion, messages or text")
@@ -106,3 +111,19 @@ def test_a_dataset_whose_columns_make_no_format_is_named(tmp_path):
         read_splits(path)
     assert str(e.value) == (f"{path} [train]: no dataset format matches the columns (question, answer); expected "
                             "the columns of instruction/input/output, prompt/completion, messages or text")
+
+
+def test_loading_says_each_splits_format_and_what_does_not_apply(tokenizer):
+    from types import SimpleNamespace
+
+    from ethsft.data.records import load_splits
+
+    said = []
+    settings = SimpleNamespace(max_length=512, overlong="truncate", system_prompt="Be brief.")
+    load_splits({"train": [{"text": "a b"}], "validation": [CHAT]}, tokenizer, settings, said.append)
+    assert said == ["Train samples: 1 (text rows: loss on every token)",
+                    "Validation samples: 1 (messages rows: loss on the assistant turns)",
+                    "Note: data.system_prompt applies to chat rows only; plain prompt/completion and text rows are "
+                    "trained as they are",
+                    "Note: the validation rows are not instruction/input/output records: intent accuracy is off "
+                    "(eval_loss is still computed)"]

@@ -85,7 +85,8 @@ def test_conversational_prompt_completion_from_save_to_disk_trains_on_the_comple
     for row, record in zip(prepared.trainer.train_dataset, records):
         assert [tokenizer.decode(s) for s in _trained_spans(row["input_ids"], row["labels"])] == \
             [record["output"] + "</s>"]
-        assert (row["input_ids"], row["labels"]) == (render(record, tokenizer).input_ids, render(record, tokenizer).labels)
+        ours = render(record, tokenizer)
+        assert (row["input_ids"], row["labels"]) == (ours.input_ids, ours.labels)
     _train_and_check_learning(prepared.trainer)
 
 
