@@ -122,9 +122,10 @@ def to_messages(record: dict[str, Any], system: str | None = None) -> dict[str, 
 def to_text(record: dict[str, Any], tokenizer, system: str | None = None) -> str:
     """A ``formatting_func``-style renderer: the whole exchange as one string in the chat template.
 
-    This is TRL's language-modeling ``text`` form: TRL trains on EVERY token of it, prompt included (and appends
-    EOS when the text does not end with it). ``render({"text": to_text(record, tokenizer)}, tokenizer)`` shows
-    those labels; use ``to_prompt_completion``, ``to_ids`` or ``to_messages`` for loss on the answer only.
+    This is TRL's language-modeling ``text`` form: TRL trains on EVERY token of it, prompt included, and appends
+    EOS when the text does not end with it (a ChatML text ends with ``<|im_end|>\n``, so it gets a second
+    ``<|im_end|>``). ``render(to_text(record, tokenizer), tokenizer)`` shows those labels; use
+    ``to_prompt_completion``, ``to_ids`` or ``to_messages`` for loss on the answer only.
     The leading BOS is left out because the tokenizer adds it when it tokenizes plain text.
     """
     text = tokenizer.apply_chat_template(to_messages(record, system)["messages"], tokenize=False)
