@@ -143,6 +143,9 @@ def test_render_shows_every_trl_format(tokenizer):
     plain = render({"prompt": "Intent of tx 0xab:", "completion": ' {"action":"swap"}'}, tok)
     assert plain.input_ids == tok("Intent of tx 0xab: {\"action\":\"swap\"}</s>").input_ids
     assert tok.decode([t for t, m in zip(plain.input_ids, plain.loss_mask) if m]) == '{"action":"swap"}</s>'
+    text = to_text(_records(1)[0], tok)
+    assert render(text, tok) == render({"text": text}, tok)  # a plain string is a text row
+    assert render(text, tok).labels == tok(text).input_ids  # every token: BOS, prompt, answer and </s>
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": json.dumps({"x": 1})},
              {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
     rendered = render({"messages": turns}, tok)
