@@ -10,7 +10,8 @@ import logging
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 from ethsft.data.formatting import (  # noqa: E402
-    load_template, prompt_messages, render, to_ids, to_messages, to_prompt_completion, to_text,
+    load_template, prompt_messages, render, to_ids, to_messages, to_prompt_completion, to_text, training_template,
 )
 
-__all__ = ["load_template", "prompt_messages", "render", "to_ids", "to_messages", "to_prompt_completion", "to_text"]
+__all__ = ["load_template", "prompt_messages", "render", "to_ids", "to_messages", "to_prompt_completion", "to_text",
+           "training_template"]

@@ -28,8 +28,8 @@ def test_overlong_prompt_is_cut_in_the_middle_and_the_answer_kept_whole(tokenize
     full = render(LONG, tokenizer)
     answer = [t for t, m in zip(full.input_ids, full.loss_mask) if m]
     ds, report = tokenize_split([GOOD, LONG], tokenizer, 64, "truncate", None, "train")
-    ids, mask = ds["input_ids"][1], ds["completion_mask"][1]
-    assert len(ids) == 64 and sum(mask) == len(answer) == 6
+    ids, labels = ds["input_ids"][1], ds["labels"][1]
+    assert len(ids) == 64 and labels == [-100] * 58 + answer and len(answer) == 6
     assert ids[-6:] == answer and ids[-1] == tokenizer.eos_token_id  # the whole answer and its </s>
     assert ids[:5] == full.input_ids[:5]  # <s> [INST] and the instruction's start
     assert tokenizer.decode(ids[-10:-6]) == "[/INST]"  # the assistant marker the answer follows
@@ -42,7 +42,7 @@ def test_overlong_prompt_is_cut_in_the_middle_and_the_answer_kept_whole(tokenize
 def test_a_sample_whose_answer_alone_does_not_fit_is_dropped_and_counted(tokenizer):
     long_answer = {**GOOD, "output": json.dumps({"action": "transfer", "note": "x" * 80})}
     ds, report = tokenize_split([LONG, long_answer], tokenizer, 24, "truncate", None, "train")
-    assert len(ds) == 1 and sum(ds["completion_mask"][0]) == 6
+    assert len(ds) == 1 and sum(label != -100 for label in ds["labels"][0]) == 6
     assert (report.overlong, report.dropped) == (2, 1)
     assert report.message() == (f"train: 2 of 2 samples longer than 24 tokens: 1 had their prompt cut in the middle "
                                 f"to keep the answer whole, 1 dropped (the answer alone does not fit); longest "
@@ -59,9 +59,10 @@ def test_a_sample_whose_answer_alone_does_not_fit_is_dropped_and_counted(tokeniz
 
 def test_chatml_prompt_cut_keeps_the_assistant_marker(chatml_tokenizer):
     ds, _ = tokenize_split([LONG], chatml_tokenizer, 40, "truncate", None, "train")
-    ids, mask = ds["input_ids"][0], ds["completion_mask"][0]
-    start = mask.index(1)
-    assert len(ids) <= 40 and chatml_tokenizer.decode(ids[start:]).endswith("<|im_end|>")
+    ids, labels = ds["input_ids"][0], ds["labels"][0]
+    start = next(i for i, label in enumerate(labels) if label != -100)
+    assert labels[start:] == ids[start:]
+    assert len(ids) <= 40 and chatml_tokenizer.decode(ids[start:]).endswith("<|im_end|>\n")
     assert chatml_tokenizer.decode(ids[:start]).endswith("<|im_end|>\n<|im_start|>assistant\n")
 
 

@@ -25,15 +25,17 @@ def test_chatml_render_keeps_smollm2s_default_system_message(chatml_tokenizer):
     assert rendered.input_ids == ids(tok, PROMPT) + ids(tok, ANSWER) + [im_end] + ids(tok, "\n")
 
 
-def test_chatml_loss_falls_on_the_answer_and_im_end_only(chatml_tokenizer):
+def test_chatml_loss_falls_on_the_answer_im_end_and_the_newline_after_it(chatml_tokenizer):
+    """Everything after the generation prompt, as TRL's prompt/completion path trains it: the newline after
+    <|im_end|> too (template layout the model then learns to write after its end-of-turn)."""
     tok = chatml_tokenizer
     rendered = render(RECORD, tok)
     n_prompt, n_answer = len(ids(tok, PROMPT)), len(ids(tok, ANSWER))
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    assert rendered.labels == ([-100] * n_prompt + ids(tok, ANSWER) + [im_end] + [-100] * len(ids(tok, "\n")))
+    assert rendered.labels == [-100] * n_prompt + ids(tok, ANSWER) + [im_end] + ids(tok, "\n")
     trained = [t for t, m in zip(rendered.input_ids, rendered.loss_mask) if m]
-    assert tok.decode(trained) == ANSWER + "<|im_end|>"
-    assert rendered.loss_mask.count(True) == n_answer + 1
+    assert tok.decode(trained) == ANSWER + "<|im_end|>\n"
+    assert rendered.loss_mask.count(True) == n_answer + 1 + len(ids(tok, "\n"))
 
 
 def test_chatml_explicit_system_prompt_replaces_the_default(chatml_tokenizer):

@@ -54,7 +54,7 @@ def test_chatml_control_strings_stay_text(chatml_tokenizer, s):
     assert tok.convert_tokens_to_ids("<|endoftext|>") not in rendered.input_ids
     assert tok.decode(rendered.input_ids) == rendered.text
     trained = [t for t, m in zip(rendered.input_ids, rendered.loss_mask) if m]
-    assert tok.decode(trained) == record["output"] + "<|im_end|>" and trained.count(im_end) == 1
+    assert tok.decode(trained) == record["output"] + "<|im_end|>\n" and trained.count(im_end) == 1
     prompt = prompt_ids(tok, prompt_messages(record))
     assert prompt == rendered.input_ids[:len(prompt)]
     assert prompt.count(im_start) == 3 and prompt.count(im_end) == 2  # ends with "<|im_start|>assistant\n"
@@ -71,7 +71,7 @@ def test_clean_text_ids_equal_the_plain_tokenizers(tokenizer, chatml_tokenizer):
 
 
 def test_the_ids_trl_trains_on_keep_them_text(tokenizer, small_dataset, tmp_path):
-    """The training path: ethsft hands TRL input_ids + completion_mask; TRL trains on those ids as they are."""
+    """The training path: ethsft hands TRL input_ids + labels; TRL trains on those ids as they are."""
     from ethsft.training.recipe import build_trainer
 
     records = [hostile(s) for s in MISTRAL_HOSTILE] * 4

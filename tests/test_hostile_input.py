@@ -26,7 +26,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     with pytest.raises(DataError) as e:
         read_records(path)
     assert str(e.value) == (f"{path}:2: malformed JSON (Expecting value at column 31); expected one object per line "
-                            "with instruction, input, output")
+                            "with the keys of instruction/input/output, prompt/completion, messages or text")
 
 
 def test_record_missing_output_names_the_key(tmp_path):
@@ -45,14 +45,16 @@ def test_wrong_types_and_non_objects_are_named(tmp_path):
     path = jsonl(tmp_path / "b.jsonl", "[1, 2]")
     with pytest.raises(DataError) as e:
         read_records(path)
-    assert str(e.value) == f"{path}:1: expected a JSON object with instruction, input, output; got list"
+    assert str(e.value) == (f"{path}:1: expected a JSON object with the keys of instruction/input/output, "
+                            "prompt/completion, messages or text; got list")
 
 
 def test_empty_split_file(tmp_path):
     path = jsonl(tmp_path / "validation.jsonl", "", "   ")
     with pytest.raises(DataError) as e:
         read_records(path)
-    assert str(e.value) == f"{path}: empty split file; expected JSONL records with instruction, input, output"
+    assert str(e.value) == (f"{path}: empty split file; expected JSONL records with the keys of "
+                            "instruction/input/output, prompt/completion, messages or text")
 
 
 def test_non_utf8_bytes_name_line_and_byte(tmp_path):
@@ -151,7 +153,7 @@ def test_malformed_dataset_fails_the_cli_with_file_and_line(small_dataset, tmp_p
                                        str(small_dataset), "--output", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert (f"Error: {bad}:9: malformed JSON (Expecting value at column 1); expected one object per line with "
-            "instruction, input, output") in result.output
+            "the keys of instruction/input/output, prompt/completion, messages or text") in result.output
 
 
 @pytest.fixture(scope="module")

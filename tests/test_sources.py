@@ -98,8 +98,10 @@ def test_missing_column_and_bad_row_are_named(tmp_path):
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(path))
     with pytest.raises(DataError) as e:
         read_splits(path)
-    assert str(e.value) == (f"{path} [train]: no column 'instruction', 'input' (columns: prompt, output; expected "
-                            "instruction, input, output)")
+    assert str(e.value) == (f"{path} [train]: no dataset format matches the columns (prompt, output; "
+                            "instruction/input/output lacks 'instruction', 'input'; prompt/completion lacks "
+                            "'completion'); expected the columns of instruction/input/output, prompt/completion, "
+                            "messages or text")
     path = tmp_path / "rows"
     rows = _records(3)
     rows[2] = {**rows[2], "output": " "}

@@ -37,6 +37,14 @@ def chat_text_and_ids(tokenizer, messages: list[dict[str, str]], add_generation_
         raise UnsafeTemplateError(
             "the chat template does not write each message's content exactly once, as given; ethsft cannot keep "
             "control-token strings in the content as text with it")
+    plain = tokenizer.apply_chat_template([{**m, "content": c} for m, c in zip(messages, contents)],
+                                          add_generation_prompt=add_generation_prompt, tokenize=False)
+    if _fill(pieces, contents) != plain:  # the template changes content, e.g. Mistral's `| trim`: follow it
+        contents = [c.strip() for c in contents]
+        if _fill(pieces, contents) != plain:
+            raise UnsafeTemplateError(
+                "the chat template changes message content in a way other than trimming it; ethsft cannot keep "
+                "control-token strings in the content as text with it")
     first, later, specials = _backends(tokenizer)
     sections: list[tuple[str, str]] = [("text", "")]  # ("text", s) and ("special", token), in order
     for k, piece in enumerate(pieces):
@@ -55,6 +63,10 @@ def chat_text_and_ids(tokenizer, messages: list[dict[str, str]], add_generation_
         elif s:
             ids += (first if i == 0 else later).encode(s, add_special_tokens=False).ids
     return "".join(s for _, s in sections), ids
+
+
+def _fill(pieces: list[str], contents: list[str]) -> str:
+    return "".join(contents[int(p)] if k % 2 else p for k, p in enumerate(pieces))
 
 
 def chat_ids(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:

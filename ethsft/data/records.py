@@ -1,4 +1,9 @@
-"""Instruction datasets on disk -> tokenized TRL datasets, with errors that name the file and line."""
+"""Datasets on disk -> tokenized TRL datasets, with errors that name the file and line.
+
+A split holds rows of one of TRL's dataset formats, told apart by their keys (``formatting.row_format``):
+instruction/input/output records (what ``ethsft prepare`` writes), ``prompt``/``completion`` (plain strings or
+chat messages), ``messages`` and ``text``. The loss falls where ``formatting.render`` puts it: on completions and
+assistant turns, and on every token of a ``text`` row."""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ethsft.data.formatting import REQUIRED_FIELDS, render
+from ethsft.data.formatting import FORMATS, FORMATS_TEXT, REQUIRED_FIELDS, is_conversational, render, row_format
 
 SPLITS = ("train", "validation", "test")  # each written and read as <name>.jsonl
 INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # what `ethsft prepare` writes
+FORMAT_NAMES = {"alpaca": "instruction/input/output", "prompt_completion": "prompt/completion",
+                "messages": "messages", "text": "text"}
 
 
 class DataError(ValueError):
@@ -18,12 +25,13 @@ class DataError(ValueError):
     go to rejects.jsonl.)"""
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Read and check an instruction JSONL file: every line a JSON object with string instruction/input/output."""
+def read_records(path: str | Path, only: str | None = None) -> list[dict]:
+    """Read and check a JSONL split: every line a JSON object of one dataset format, the same on every line
+    (``check_record``). ``only``: the one format accepted (e.g. ``alpaca`` where the intent is scored)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    records = []
+    records, kind = [], None
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -37,36 +45,106 @@ def read_records(path: str | Path) -> list[dict]:
                 record = json.loads(line.rstrip("\r\n"))  # so that an error's column is on this line
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
-                                "expected one object per line with instruction, input, output") from None
+                                f"expected one object per line with the keys of {FORMATS_TEXT}") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object with instruction, input, output; "
+                raise DataError(f"{path}:{lineno}: expected a JSON object with the keys of {FORMATS_TEXT}; "
                                 f"got {type(record).__name__}")
-            check_record(record, f"{path}:{lineno}")
+            record = check_record(record, f"{path}:{lineno}", kind)
+            if records and is_conversational(record) != is_conversational(records[0]):
+                shapes = {True: "chat-message", False: "plain-string"}
+                raise DataError(f"{path}:{lineno}: a {shapes[is_conversational(record)]} prompt/completion row after "
+                                f"{shapes[is_conversational(records[0])]} ones; every row of a split needs the same "
+                                "format")
+            kind = kind or row_format(record)
             records.append(record)
     if not records:
-        raise DataError(f"{path}: empty split file; expected JSONL records with instruction, input, output")
+        raise DataError(f"{path}: empty split file; expected JSONL records with the keys of {FORMATS_TEXT}")
+    if only and kind != only:
+        raise DataError(f"{path}: its rows are {FORMAT_NAMES[kind]}; {FORMAT_NAMES[only]} records are needed here")
     return records
 
 
-def check_record(record: dict, where: str) -> None:
-    for key in REQUIRED_FIELDS:
-        if key not in record:
-            raise DataError(f"{where}: record is missing '{key}' (expected keys: {', '.join(REQUIRED_FIELDS)})")
-        value = record[key]
-        if not isinstance(value, str):
-            raise DataError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
-    if not record["output"].strip():
-        raise DataError(f"{where}: 'output' is empty; every record needs the answer the model should learn")
+def check_record(record: dict, where: str, expected: str | None = None) -> dict:
+    """The row's format's keys, checked (``expected``: the format the split's earlier rows have); DataError naming
+    ``where`` and the key at fault otherwise."""
+    kind = row_format(record)
+    if kind is None:
+        raise DataError(f"{where}: {_no_format(record, 'record')}")
+    if expected and kind != expected:
+        raise DataError(f"{where}: a {FORMAT_NAMES[kind]} row after {FORMAT_NAMES[expected]} rows; every row of a "
+                        "split needs the same format")
+    row = {key: record[key] for key in FORMATS[kind]}
+    if kind == "alpaca":
+        for key in REQUIRED_FIELDS:
+            _string(row, key, where)
+        if not row["output"].strip():
+            raise DataError(f"{where}: 'output' is empty; every record needs the answer the model should learn")
+    elif kind == "text":
+        if not _string(row, "text", where).strip():
+            raise DataError(f"{where}: 'text' is empty")
+    elif kind == "messages":
+        row["messages"] = _messages(row["messages"], "messages", where)
+        if not any(m["role"] == "assistant" and m["content"].strip() for m in row["messages"]):
+            raise DataError(f"{where}: 'messages' has no assistant turn with content; every row needs an answer the "
+                            "model should learn")
+    elif isinstance(row["prompt"], list):
+        row = {key: _messages(row[key], key, where) for key in ("prompt", "completion")}
+        if not any(m["content"].strip() for m in row["completion"]):
+            raise DataError(f"{where}: 'completion' is empty; every row needs the answer the model should learn")
+    else:
+        _string(row, "prompt", where)
+        if not _string(row, "completion", where).strip():
+            raise DataError(f"{where}: 'completion' is empty; every row needs the answer the model should learn")
+    return row
+
+
+def _no_format(keys, noun: str) -> str:
+    """Why ``keys`` make no dataset format: the keys a partly present format lacks, else the formats expected."""
+    keys = list(keys)
+    for kind, needed in FORMATS.items():
+        missing = [k for k in needed if k not in keys]
+        if len(missing) < len(needed):
+            names = ", ".join(repr(k) for k in missing)
+            return f"{noun} is missing {names} (expected keys: {', '.join(needed)})"
+    found = ", ".join(map(str, keys)) or "none"
+    return f"no dataset format matches the {noun}'s keys ({found}); expected the keys of {FORMATS_TEXT}"
+
+
+def _string(row: dict, key: str, where: str) -> str:
+    if not isinstance(row[key], str):
+        raise DataError(f"{where}: '{key}' must be a string, got {type(row[key]).__name__}")
+    return row[key]
+
+
+def _messages(value, key: str, where: str) -> list[dict]:
+    """Chat messages as ``{"role", "content"}`` strings; keys other than those must be unset (Arrow fills a key
+    another row has with None)."""
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: '{key}' must be a non-empty list of messages, got {type(value).__name__}")
+    out = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) \
+                or not isinstance(message.get("content"), str):
+            raise DataError(f"{where}: '{key}'[{i}] must be an object with string 'role' and 'content'")
+        extra = sorted(k for k, v in message.items() if k not in ("role", "content") and v is not None)
+        if extra:
+            raise DataError(f"{where}: '{key}'[{i}] has {', '.join(repr(k) for k in extra)}; ethsft trains messages "
+                            "of role and content only")
+        out.append({"role": message["role"], "content": message["content"]})
+    return out
 
 
 @dataclass
 class LengthReport:
     """What happened to samples longer than max_length: counted and reported, never silent.
 
-    ``truncate`` keeps the answer whole: the prompt loses tokens from its middle (its start, the instruction,
-    and its end, the last of the input and the template's assistant marker, stay), so every sample still
-    trains on its whole answer and end-of-turn token. A sample whose answer alone does not fit is dropped
-    (``dropped``); ``drop`` drops every overlong sample."""
+    ``truncate`` keeps the answer whole where a row is a prompt and its answer (instruction records,
+    prompt/completion rows, a conversation whose one assistant turn ends it): the prompt loses tokens from its
+    middle (its start, the instruction, and its end, the last of the input and the template's assistant marker,
+    stay), so every sample still trains on its whole answer and end-of-turn token. A sample whose answer alone
+    does not fit is dropped (``dropped``). Other rows (several assistant turns, ``text``) keep their first
+    max_length tokens, as TRL's ``truncation_mode="keep_start"`` does (``cut_end``), and are dropped when no
+    trained token is left. ``drop`` drops every overlong sample."""
 
     split: str
     max_length: int
@@ -74,6 +152,7 @@ class LengthReport:
     total: int = 0
     overlong: int = 0
     dropped: int = 0
+    cut_end: int = 0
     longest: int = 0
     lengths: list[int] = field(default_factory=list, repr=False)
 
@@ -84,12 +163,17 @@ class LengthReport:
         tail = f"; longest {self.longest}. Set data.max_length or data.overlong to change this."
         if self.policy == "drop":
             return f"{head} dropped (longer than {self.max_length} tokens){tail}"
-        if not self.dropped:
+        middle = self.overlong - self.dropped - self.cut_end
+        if middle == self.overlong:
             return (f"{head} longer than {self.max_length} tokens had their prompt cut in the middle to keep the "
                     f"answer whole{tail}")
-        return (f"{head} longer than {self.max_length} tokens: {self.overlong - self.dropped} had their prompt cut "
-                f"in the middle to keep the answer whole, {self.dropped} dropped (the answer alone does not "
-                f"fit){tail}")
+        parts = [f"{middle} had their prompt cut in the middle to keep the answer whole"] if middle else []
+        if self.cut_end:
+            parts.append(f"{self.cut_end} kept their first {self.max_length} tokens (several assistant turns or "
+                         "text)")
+        if self.dropped:
+            parts.append(f"{self.dropped} dropped (the answer alone does not fit)")
+        return f"{head} longer than {self.max_length} tokens: {', '.join(parts)}{tail}"
 
 
 def _prompt_tail(tokenizer, system: str | None) -> int:
@@ -109,22 +193,22 @@ def _prompt_tail(tokenizer, system: str | None) -> int:
 
 def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: str, system: str | None,
                    split: str):
-    """Records -> a ``datasets.Dataset`` of ``input_ids`` + ``completion_mask`` that SFTTrainer trains on as is.
+    """Rows -> a ``datasets.Dataset`` of ``input_ids`` + ``labels`` (-100 where no loss falls) that SFTTrainer
+    trains on as they are.
 
-    ethsft tokenizes once itself (``formatting.render``, the same prompt/completion split TRL makes) so it
-    can count and handle samples over ``max_length`` instead of letting them be cut silently. No sample is
-    trained without its answer: ``truncate`` shortens the prompt (see ``LengthReport``) and drops a sample whose
-    answer does not fit even then; a split left empty is a DataError.
+    ethsft tokenizes once itself (``formatting.render``, the split TRL makes) so it can count and handle samples
+    over ``max_length`` instead of letting them be cut silently (see ``LengthReport``). No sample is trained
+    without an answer: one left without a trained token is dropped; a split left empty is a DataError.
     """
     from datasets import Dataset
 
     report = LengthReport(split, max_length, overlong)
-    rows = {"input_ids": [], "completion_mask": []}
+    rows = {"input_ids": [], "labels": []}
     tail = None
     for number, record in enumerate(records, start=1):
         rendered = render(record, tokenizer, system)
-        ids, mask = rendered.input_ids, [int(m) for m in rendered.loss_mask]
-        if 1 not in mask:
+        ids, labels, mask = rendered.input_ids, rendered.labels, rendered.loss_mask
+        if True not in mask:
             raise DataError(f"{split}: record {number}: its answer renders to no token the loss falls on with this "
                             "chat template; check model.chat_template")
         report.total += 1
@@ -135,21 +219,28 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
             if overlong == "drop":
                 report.dropped += 1
                 continue
-            start = mask.index(1)
-            end = len(mask) - mask[::-1].index(1)  # past the end-of-turn token; template layout after it goes
-            budget = max_length - (end - start)  # prompt tokens that fit beside the whole answer
-            if start > budget:
-                tail = _prompt_tail(tokenizer, system) if tail is None else tail
-                if budget < tail + 1:  # not even the assistant marker and one token of prompt fit
+            start = mask.index(True)
+            end = len(mask) - mask[::-1].index(True)  # past the last trained token
+            if start == 0 or not all(mask[start:end]) or any(mask[end:]) or end != len(ids):
+                # not a prompt and one answer ending the row: keep the start, as TRL's keep_start does
+                ids, labels = ids[:max_length], labels[:max_length]
+                if all(label == -100 for label in labels):
                     report.dropped += 1
                     continue
-                keep_end = tail + (budget - tail) // 2  # the prompt's last tokens, the assistant marker among them
-                ids = ids[:budget - keep_end] + ids[start - keep_end:end]
-                mask = [0] * budget + [1] * (end - start)
+                report.cut_end += 1
             else:
-                ids, mask = ids[:end], mask[:end]
+                budget = max_length - (end - start)  # prompt tokens that fit beside the whole answer
+                if start > budget:
+                    if tail is None:  # the template's end of every prompt; plain strings have no template
+                        tail = _prompt_tail(tokenizer, system) if _chat_row(record) else 0
+                    if budget < tail + 1:  # not even the assistant marker and one token of prompt fit
+                        report.dropped += 1
+                        continue
+                    keep_end = tail + (budget - tail) // 2  # the prompt's last tokens, the assistant marker among them
+                    ids = ids[:budget - keep_end] + ids[start - keep_end:end]
+                    labels = [-100] * budget + labels[start:end]
         rows["input_ids"].append(ids)
-        rows["completion_mask"].append(mask)
+        rows["labels"].append(labels)
     if not rows["input_ids"]:
         why = ("and data.overlong is 'drop'" if overlong == "drop"
                else "even with their prompt cut (the answer alone does not fit)")
@@ -158,9 +249,19 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
     return Dataset.from_dict(rows), report
 
 
+def _chat_row(record: dict) -> bool:
+    return row_format(record) == "alpaca" or is_conversational(record)
+
+
+def intent_records(records: list[dict]) -> list[dict]:
+    """The rows the intent metrics can score: instruction records (the intent is their 'output'); none for the
+    other formats."""
+    return records if records and row_format(records[0]) == "alpaca" else []
+
+
 def load_splits(records: dict[str, list[dict]], tokenizer, data_args, say) -> tuple[dict, dict]:
-    """Report counts and overlong samples of the ``records`` by split (``sources.read_splits``) through ``say``,
-    tokenize train and validation.
+    """Report counts, formats and overlong samples of the ``records`` by split (``sources.read_splits``) through
+    ``say``, tokenize train and validation.
 
     Returns the records by split and ``{split: (dataset, LengthReport)}`` for train and validation.
     """
@@ -169,7 +270,15 @@ def load_splits(records: dict[str, list[dict]], tokenizer, data_args, say) -> tu
     datasets.disable_progress_bars()  # ethsft reports what matters (counts, overlong samples) itself
     for name in SPLITS:
         if name in records:
-            say(f"{name.capitalize()} samples: {len(records[name])}")
+            kind = row_format(records[name][0])
+            say(f"{name.capitalize()} samples: {len(records[name])}" +
+                ("" if kind == "alpaca" else f" ({FORMAT_NAMES[kind]} rows: {_LOSS[kind]})"))
+    if data_args.system_prompt and any(not _chat_row(rows[0]) for rows in records.values()):
+        say("Note: data.system_prompt applies to chat rows only; plain prompt/completion and text rows are "
+            "trained as they are")
+    if "validation" in records and not intent_records(records["validation"]):
+        say("Note: the validation rows are not instruction/input/output records: intent accuracy is off "
+            "(eval_loss is still computed)")
     tokenized = {name: tokenize_split(records[name], tokenizer, data_args.max_length, data_args.overlong,
                                       data_args.system_prompt, name)
                  for name in ("train", "validation") if name in records}
@@ -177,6 +286,10 @@ def load_splits(records: dict[str, list[dict]], tokenizer, data_args, say) -> tu
         if report.message():
             say(f"Warning: {report.message()}")
     return records, tokenized
+
+
+_LOSS = {"prompt_completion": "loss on the completions", "messages": "loss on the assistant turns",
+         "text": "loss on every token"}
 
 
 def split_paths(dataset_dir: str | Path) -> dict[str, Path]:

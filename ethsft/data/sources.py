@@ -1,12 +1,12 @@
 """Where a dataset comes from: a folder of JSONL splits, a `datasets` folder written by ``save_to_disk``, or a
-Hugging Face Hub dataset id. Every source gives the same records (instruction, input, output strings), checked
-with the same errors, each naming the source, split and row."""
+Hugging Face Hub dataset id. Every source gives the same rows (one of TRL's dataset formats per split:
+``records.check_record``), checked with the same errors, each naming the source, split and row."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ethsft.data.formatting import REQUIRED_FIELDS
+from ethsft.data.formatting import FORMATS, FORMATS_TEXT, row_format
 from ethsft.data.records import SPLITS, DataError, check_record, read_records, split_paths
 
 
@@ -77,14 +77,12 @@ def _load(source, kind: str, config: str | None) -> dict:
 
 
 def _records(ds, where: str) -> list[dict]:
-    missing = [key for key in REQUIRED_FIELDS if key not in ds.column_names]
-    if missing:
-        raise DataError(f"{where}: no column {', '.join(repr(m) for m in missing)} (columns: "
-                        f"{', '.join(ds.column_names)}; expected {', '.join(REQUIRED_FIELDS)})")
+    kind = row_format(ds.column_names)
+    if kind is None:
+        lacking = "; ".join(f"{'/'.join(needed)} lacks {', '.join(repr(k) for k in needed if k not in ds.column_names)}"
+                            for needed in FORMATS.values() if set(needed) & set(ds.column_names))
+        raise DataError(f"{where}: no dataset format matches the columns ({', '.join(ds.column_names)}"
+                        f"{'; ' + lacking if lacking else ''}); expected the columns of {FORMATS_TEXT}")
     if len(ds) == 0:
-        raise DataError(f"{where}: empty split; expected records with instruction, input, output")
-    records = []
-    for i, row in enumerate(ds.select_columns(list(REQUIRED_FIELDS))):
-        check_record(row, f"{where} row {i}")
-        records.append(dict(row))
-    return records
+        raise DataError(f"{where}: empty split; expected rows with the columns of {FORMATS_TEXT}")
+    return [check_record(row, f"{where} row {i}") for i, row in enumerate(ds.select_columns(list(FORMATS[kind])))]

@@ -28,7 +28,7 @@ def _load_records(dataset, limit: int | None = None) -> tuple[list[dict], list[s
     if isinstance(dataset, (str, Path)):
         path = Path(dataset)
         path = path / "test.jsonl" if path.is_dir() else path
-        records = read_records(path)
+        records = read_records(path, only="alpaca")  # the intent is scored against each record's output
         with path.open("rb") as fh:  # read_records skips blank lines: the same lines here
             where = [f"{path}:{n}" for n, raw in enumerate(fh, start=1) if raw.decode("utf-8").strip()]
     else:

@@ -36,7 +36,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, set_seed
 
-    from ethsft.data.records import load_splits
+    from ethsft.data.records import intent_records, load_splits
     from ethsft.data.sources import read_splits, split_names
     from ethsft.fastpath.runtime import configure_runtime
     from ethsft.training.guards import OverfitWarning, StopGuard
@@ -125,7 +125,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
                                peft_config=lora_config(s, model.config.num_hidden_layers), callbacks=callbacks)
     guard.trainer = trainer
     if eval_ds is not None:  # intent accuracy beside eval_loss
-        trainer.track_intent_accuracy(records.get("validation", []), s.logging.eval_accuracy_samples,
+        trainer.track_intent_accuracy(intent_records(records.get("validation", [])), s.logging.eval_accuracy_samples,
                                       s.data.system_prompt)
     _finish_trainer(trainer, s, out, is_main, precision)
     if s.optimization.fast_path:
