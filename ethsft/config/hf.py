@@ -150,7 +150,6 @@ def sft_config(s: Settings, precision: Precision | None = None, *, quiet: bool =
         max_length=d.max_length,
         dataset_text_field=d.dataset_text_field,
         packing=d.packing,
-        completion_only_loss=True,  # ethsft hands TRL input_ids + completion_mask: loss on the answer only
         **checkpointing_args(checkpointing),
         optim=optim,
         bf16=precision.bf16,
