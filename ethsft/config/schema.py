@@ -710,3 +710,19 @@ def help_text() -> str:
             if name not in ours and name not in OWNED:
                 out.append(entry(name, dataclasses.MISSING, helps.get(name, "")))
     return "\n".join(out)
+
+
+def reference_markdown() -> str:
+    """ethsft's own keys as markdown tables, one per section, from the fields' help (docs/configuration.md holds it;
+    a test keeps the two equal)."""
+    out = []
+    for section in SECTIONS:
+        out += [f"### `{section}`", "", "| key | default | help |", "| --- | --- | --- |"]
+        for name, f in own_keys(section).items():
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            text = f.metadata.get("help", "")
+            if f.metadata.get("choices"):
+                text += " Choices: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+            out.append(f"| `{name}` | `{default!r}` | {text.replace('|', '&#124;')} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
