@@ -51,6 +51,10 @@ def test_the_wheel_runs_demo_bench_and_a_packaged_preset_away_from_the_checkout(
     assert not (shipped / "configs").is_symlink()  # copies, not the checkout's links
     assert (shipped / "configs" / "demo_cpu.yaml").is_file() and (shipped / "launch" / "zero2.yaml").is_file()
     assert (shipped / "deepspeed" / "zero2.json").is_file()
+    # a plain install builds the embedded models (protobuf reads tokenizer.model) and pins the tested majors
+    (metadata,) = installed_wheel.glob("ethsft-*.dist-info/METADATA")
+    requires = {line.removeprefix("Requires-Dist: ") for line in metadata.read_text().splitlines()}
+    assert {"protobuf>=7.36.1", "transformers<6,>=5.17", "trl<2,>=1.16"} <= requires
     empty = tmp_path / "empty"
     empty.mkdir()
     done = subprocess.run([sys.executable, "-c", COMMANDS, str(shipped / "configs" / "tiny_cpu.yaml"),
