@@ -12,7 +12,7 @@ import click
                    "(zero2.yaml) or a DeepSpeed JSON (zero2.json).")
 def main(name):
     """List the shipped configs (ethsft train --config NAME), accelerate launch files and DeepSpeed JSONs
-    (--deepspeed NAME), each with the first line of its header."""
+    (--deepspeed NAME), each with a one-line summary from its header comment."""
     from ethsft.config import presets
 
     if name is not None:
