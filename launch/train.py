@@ -1,5 +1,7 @@
-"""Script entry for launchers that want a file rather than a module, e.g. the `deepspeed` launcher:
-    deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config configs/training_config.yaml --dataset data/datasets/ --output models/run-ds
+"""Script entry for launchers that want a file rather than a module, from a checkout:
+    deepspeed --num_gpus 2 launch/train.py --deepspeed zero2 --config training_config --dataset data/datasets/ --output models/run-ds
+From any folder the `deepspeed` launcher takes the module instead:
+    deepspeed --num_gpus 2 --module ethsft.train --deepspeed zero2 --config training_config --dataset data/datasets/ --output models/run-ds
 """
 
 from ethsft.cli.train import main

@@ -14,6 +14,7 @@ from ethsft.cli.data import prepare, synth
 from ethsft.cli.evaluate import evaluate, infer, merge
 from ethsft.cli.hub import push
 from ethsft.cli.ops import doctor, estimate, tune
+from ethsft.cli.presets import main as presets
 from ethsft.cli.train import main as train
 
 
@@ -32,5 +33,5 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 if "DS_ACCELERATOR" not in os.environ and not torch.accelerator.is_available():
     os.environ["DS_ACCELERATOR"] = "cpu"
 
-for command in (demo, synth, prepare, train, evaluate, infer, merge, push, doctor, estimate, tune, bench):
+for command in (demo, synth, prepare, train, evaluate, infer, merge, push, doctor, estimate, tune, bench, presets):
     cli.add_command(command)

@@ -2,14 +2,15 @@
 
     ethsft train --config configs/training_config.yaml --dataset data/datasets/ --output models/run1
     python -m ethsft.train --config ...                                  # same flags
-    accelerate launch --config_file launch/zero2.yaml -m ethsft.train --config ...
-    deepspeed --num_gpus 2 launch/train.py --deepspeed deepspeed/zero2.json --config ...
+    accelerate launch --config_file "$(ethsft presets --path zero2.yaml)" -m ethsft.train --config ...
+    deepspeed --num_gpus 2 --module ethsft.train --deepspeed zero2 --config ...
 """
 
 from __future__ import annotations
 
 import click
 
+from ethsft.config.presets import resolve_deepspeed_path
 from ethsft.config.schema import ConfigError, Settings, load_settings
 from ethsft.data.records import DataError
 from ethsft.training.guards import TrainingStopped
@@ -45,8 +46,8 @@ def train_options(f):
     """The guide's flags, shared by `ethsft train` and `python -m ethsft.train`."""
     options = [
         click.option("--config", "config_path", default=None,
-                     help="YAML config: the guide's sections (model, lora, ...) or a flat TRL recipe; or a shipped "
-                          "preset's name (tiny_cpu, training_config, 80gb, ...)."),
+                     help="YAML config (the guide's sections model, lora, ..., or a flat TRL recipe): a path, or a "
+                          "shipped preset's name (tiny_cpu, 12gb, ...: `ethsft presets`)."),
         click.option("--dataset", default=None,
                      help="Folder with train.jsonl, validation.jsonl[, test.jsonl]; a save_to_disk folder; or a Hub "
                           "dataset id (split names: --set data.validation_split=dev).",),
@@ -76,8 +77,8 @@ def train_options(f):
         click.option("--dry-run", is_flag=True,
                      help="Print the resolved settings, SFTConfig, LoraConfig and BitsAndBytesConfig; load nothing."),
         click.option("--deepspeed", "deepspeed_config", default=None,
-                     help="A DeepSpeed JSON (as the `deepspeed` launcher passes it); with --num-processes also "
-                          "zero2, zero3 or ddp, naming a file in launch/."),
+                     help="A DeepSpeed JSON: a path or a shipped one's name (zero2, zero3, zero2_offload; "
+                          "`ethsft presets`), as the `deepspeed` launcher passes it; with --num-processes also ddp."),
         click.option("--num-processes", type=click.IntRange(min=1), default=None,
                      help="Hand over to `accelerate launch` with this many processes (GPUs)."),
         click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
@@ -91,7 +92,7 @@ def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
     if overwrite:
         overrides["training.overwrite"] = True
-    settings = load_settings(config_path, overrides, sets)
+    settings = load_settings(config_path, overrides, sets)  # a file, or a shipped preset's name
     from ethsft.config.hf import check
 
     check(settings)  # what TRL, peft and transformers would refuse, refused now
@@ -104,7 +105,10 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
          **flags):
     """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
     from ethsft.config.hf import describe
-    from ethsft.training.launcher import accelerate_command, inside_launcher, strip_launch_flags
+    from ethsft.training.launcher import (accelerate_command, inside_launcher, strip_launch_flags,
+                                          use_shipped_deepspeed_config)
+
+    use_shipped_deepspeed_config()
 
     if num_processes and not inside_launcher():
         import os
@@ -122,6 +126,8 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
 
     try:
         settings = settings_from_cli(config_path, sets, overwrite, **flags)
+        if deepspeed_config:
+            deepspeed_config = str(resolve_deepspeed_path(deepspeed_config))
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if dry_run:

@@ -592,25 +592,14 @@ def _expanded_size(obj: Any, memo: dict) -> float:
     return memo[key]
 
 
-def config_path(name: str | Path) -> Path:
-    """``name`` as given when that file exists, else the shipped preset of that name (``tiny_cpu``, ``80gb.yaml``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    from ethsft.config import presets
-
-    found = presets.find_config(str(name))
-    if found is not None:
-        return found
-    raise ConfigError(f"config file not found: {path} (shipped presets: {', '.join(presets.config_names())})")
-
-
 def load_settings(config_path_or_name: str | Path | None = None, overrides: dict[str, Any] | None = None,
                   sets: list[str] | tuple[str, ...] = ()) -> Settings:
     """Defaults < YAML file < ``overrides`` ({"section.key": value}) < ``--set [section.]key=value`` strings."""
     settings = Settings()
     if config_path_or_name is not None:
-        path = config_path(config_path_or_name)
+        from ethsft.config.presets import resolve_config_path
+
+        path = resolve_config_path(config_path_or_name)
         apply_mapping(settings, read_yaml(path) or {}, str(path))
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

@@ -19,21 +19,35 @@ def inside_launcher() -> bool:
 
 
 def accelerate_command(num_processes: int, deepspeed: str | None, train_args: list[str]) -> list[str]:
-    """The `accelerate launch` command for ``num_processes`` ranks; ``deepspeed`` is ddp/zero2/zero3 or a JSON path."""
+    """The `accelerate launch` command for ``num_processes`` ranks; ``deepspeed`` is ddp/zero2/zero3 (a launch file),
+    a shipped DeepSpeed JSON's name (zero2_offload) or a JSON path."""
     exe = shutil.which("accelerate")
     head = [exe, "launch"] if exe else [sys.executable, "-m", "accelerate.commands.launch"]
-    if deepspeed and deepspeed.endswith(".json"):
-        if not Path(deepspeed).is_file():
-            raise FileNotFoundError(f"--deepspeed: file not found: {deepspeed}")
-        launch = ["--use_deepspeed", "--deepspeed_config_file", deepspeed]
-    else:
-        name = deepspeed or "ddp"
-        if name not in LAUNCH_FILES:
-            raise ValueError(f"--deepspeed {name!r}: choose zero2, zero3, ddp (no DeepSpeed), or a DeepSpeed JSON path")
+    name = deepspeed or "ddp"
+    if name in LAUNCH_FILES:
         launch = ["--config_file", str(presets.launch_file(LAUNCH_FILES[name]))]
-        if name != "ddp":  # the launch file names its JSON relative to the repo; from elsewhere it must be absolute
+        if name != "ddp":  # the launch file names its JSON relative to a checkout: pass the installed one
             launch += ["--deepspeed_config_file", str(presets.deepspeed_file(f"{name}.json"))]
+    else:
+        found = Path(name) if Path(name).is_file() else presets.find_shipped("deepspeed", name)
+        if found is None:
+            raise ValueError(f"--deepspeed {name!r}: no such file; choose ddp (no DeepSpeed), a shipped DeepSpeed "
+                             f"config ({', '.join(presets.names('deepspeed'))}) or a DeepSpeed JSON path")
+        launch = ["--use_deepspeed", "--deepspeed_config_file", str(found)]
     return [*head, *launch, "--num_processes", str(num_processes), "-m", "ethsft.train", *train_args]
+
+
+def use_shipped_deepspeed_config(env=os.environ) -> None:
+    """Point a rank's DeepSpeed config at the installed copy when the launch file named it relative to a checkout.
+
+    accelerate hands a launch file's ``deepspeed_config_file`` to every rank as ACCELERATE_DEEPSPEED_CONFIG_FILE,
+    unresolved, and the shipped launch files say ``deepspeed/zero2.json``: from any other folder the rank would fail
+    in accelerate's DeepSpeedPlugin. Call before anything builds accelerate's state (TrainingArguments does)."""
+    value = env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "")
+    if value.endswith(".json") and not Path(value).is_file():  # it may also hold the JSON itself, or base64
+        found = presets.find_shipped("deepspeed", value)
+        if found is not None:
+            env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] = str(found)
 
 
 def strip_launch_flags(argv: list[str]) -> list[str]:

@@ -157,7 +157,7 @@ def test_a_shipped_preset_is_named_by_its_stem(tmp_path, monkeypatch):
     assert load_settings("tiny_cpu").model.base_model == load_settings(REPO / "configs" / "tiny_cpu.yaml").model.base_model
     with pytest.raises(ConfigError) as e:
         load_settings("tiny_gpu")
-    assert str(e.value).startswith("config file not found: tiny_gpu (shipped presets: 16gb, 24gb, 80gb, 8gb, ")
+    assert str(e.value).startswith("config file not found: tiny_gpu (shipped: 8gb, 12gb (= training_config), 16gb, ")
 
 
 def test_yaml_that_is_not_a_config_is_refused_in_one_line(tmp_path):
