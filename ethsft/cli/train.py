@@ -99,6 +99,18 @@ def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
     return settings
 
 
+def _check_deepspeed_json(path: str) -> None:
+    """A DeepSpeed config must be a JSON object: said now, not after the model has loaded."""
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--deepspeed {path}: not a readable DeepSpeed JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--deepspeed {path}: expected a JSON object of DeepSpeed settings, got {type(data).__name__}")
+
+
 @click.command("train")
 @train_options
 def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, num_processes, local_rank,
@@ -128,14 +140,14 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         settings = settings_from_cli(config_path, sets, overwrite, **flags)
         if deepspeed_config:
             deepspeed_config = str(resolve_deepspeed_path(deepspeed_config))
+            _check_deepspeed_json(deepspeed_config)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if dry_run:
         import yaml
 
-        from ethsft.training.reporting import redact_text, run_environment
-
         from ethsft.model.loading import check_target_modules, model_source
+        from ethsft.training.reporting import redact_text, run_environment
 
         try:
             check_target_modules(settings, model_source(settings))

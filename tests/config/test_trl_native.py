@@ -183,3 +183,14 @@ def test_yaml_that_is_not_a_config_is_refused_in_one_line(tmp_path):
             load_settings(path)
         assert str(e.value) == f"{tmp_path}/{message}", name
         assert time.time() - started < 5, name
+
+
+def test_a_deepspeed_file_that_is_missing_or_not_json_is_refused_before_loading(tmp_path):
+    missing = CliRunner().invoke(cli, ["train", "--config", "tiny_cpu", "--deepspeed", str(tmp_path / "no.json")])
+    assert missing.exit_code == 2 and "Error: DeepSpeed config not found: " in missing.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{zero_optimization: 2", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", "--config", "tiny_cpu", "--deepspeed", str(broken)])
+    assert result.exit_code == 2
+    assert f"Error: --deepspeed {broken}: not a readable DeepSpeed JSON (Expecting property name enclosed in double " \
+           "quotes: line 1 column 2 (char 1))" in result.output
