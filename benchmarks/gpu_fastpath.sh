@@ -7,7 +7,7 @@
 set -euo pipefail
 OUT=${OUT:-results}; mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-python -m ethsft.bench_cli --model-shape mistral-7b --vram 12 --warmup 2 --steps 6 --mode-timeout 230 \
+python -m ethsft bench --model-shape mistral-7b --vram 12 --warmup 2 --steps 6 --mode-timeout 230 \
   --modes "a,a',b,b:vram=11,b80" --out "$OUT/bench.json" 2>&1 | tail -12
 W=/tmp/ethsft-preset
 python -m ethsft synth --rows 800 --output $W/decoded.csv --seed 7 >/dev/null

@@ -1,4 +1,4 @@
-"""CUDA-graphed micro-batches (``ethsft.graphs``): the fixed-shape row and its loss are TRL's, checked on CPU
+"""CUDA-graphed micro-batches (``ethsft.fastpath.graphs``): the fixed-shape row and its loss are TRL's, checked on CPU
 (the capture itself needs a GPU: ``benchmarks/`` runs it)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The compiled fast path's NF4 dequantisation (``ethsft.nf4``) gives bitsandbytes' numbers exactly."""
+"""The compiled fast path's NF4 dequantisation (``ethsft.fastpath.nf4``) gives bitsandbytes' numbers exactly."""
 
 from __future__ import annotations
 

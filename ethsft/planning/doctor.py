@@ -1,7 +1,7 @@
 """``ethsft doctor``: verify the hardware and software a run needs, as a checklist (✓ ok, ! warning, ✗ broken).
 
 Every check runs on a CPU-only machine too and says what that means. With a config, the predicted peak VRAM
-of that run is set against the card (``ethsft.estimate``). The exit code is 1 when a required check fails.
+of that run is set against the card (``ethsft.planning.estimate``). The exit code is 1 when a required check fails.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ OPTIMIZER_TENSOR_S = 0.000115  # fitted: per LoRA tensor per optimizer step (gra
 # dequantisation.
 FAST_PATH_MFU = 0.50
 GRAPH_HOST_S = 0.005               # measured: two graph launches (~2.3 ms each) and the step's input copies
-FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
+FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.fastpath.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
 
 
 def passes(s: Settings, checkpointed: float | None = None) -> float:
