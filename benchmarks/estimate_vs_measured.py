@@ -216,7 +216,8 @@ def fit(calib: dict) -> dict:
     the checkpointed peaks (CKPT_LIVE_LAYERS)."""
     import numpy as np
 
-    from ethsft.planning import hardware, memory, shapes, speed
+    from ethsft.planning import memory, shapes, speed
+    from ethsft.units import GiB
 
     X, y, Xo, yo = [], [], [], []
     num = den = 0.0
@@ -235,7 +236,7 @@ def fit(calib: dict) -> dict:
             comp = big["completion_tokens"] / big["tokens"]
             mem = memory.estimate_memory(s, shape, big["cols"], big["rows"], comp)
             layer = memory._layer_act_bytes(s, shape, big["cols"], big["rows"] > 1 and not s.data.packing)
-            live = big["tokens"] * layer / hardware.GiB  # GiB per live layer
+            live = big["tokens"] * layer / GiB  # GiB per live layer
             rest = mem.peak_allocated_gib - memory.CKPT_LIVE_LAYERS * live
             num += (r["peak_allocated_gb"] - rest) * live
             den += live * live

@@ -124,7 +124,8 @@ def test_evaluate_records_scores_known_answers(base):
 
 
 def test_evaluate_model_on_untrained_base_writes_results(small_dataset, tmp_path, tiny_model_path):
-    from ethsft.evaluation.evaluate import METRICS_FILE, PREDICTIONS_FILE, evaluate_model
+    from ethsft.evaluation.evaluate import evaluate_model
+    from ethsft.filenames import METRICS_FILE, PREDICTIONS_FILE
 
     out = tmp_path / "eval"
     metrics = evaluate_model("embedded:tiny-mistral", small_dataset / "test.jsonl", batch_size=4, output_dir=out,

@@ -95,7 +95,8 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
     JSON); '-' reads JSON lines from stdin. Prints one JSON line per transaction: {"input", "intent", "raw"}.
     A first SIGTERM/SIGINT during generation stops it within a generate step; nothing is printed or written."""
     from ethsft.evaluation.stopping import SignalStop, StopRequested
-    from ethsft.inference.loading import as_record, load_for_inference, predict, read_inputs
+    from ethsft.evaluation.predict import predict
+    from ethsft.inference.loading import as_record, load_for_inference, read_inputs
 
     stop = SignalStop()  # on while generating only
     try:

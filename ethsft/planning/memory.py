@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ethsft.config.schema import Settings
-from ethsft.planning.hardware import GiB
+from ethsft.fastpath.switches import fast_path_on, graphed, packed_rows
 from ethsft.planning.shapes import ModelShape, lora_params, targeted
+from ethsft.units import GiB
 
 NF4_BYTES_PER_PARAM = 0.5
 QUANT_CONST_BYTES_PER_PARAM = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}  # double quant on / off
@@ -111,7 +112,7 @@ def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch:
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate
     dims = shape.linear_dims()
     mods = targeted(s, shape)
-    if fast_path(s):
+    if packed_rows(s):
         liger = s.optimization.use_liger_kernel not in (False, "false")
         b = (FAST_ACT_NORM_BYTES[liger] + FAST_ACT_HIDDEN_BYTES) * h + FAST_ACT_KV_BYTES * kv \
             + FAST_ACT_INTERMEDIATE_BYTES * i
@@ -183,7 +184,7 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     biggest = max(a * b for a, b in dims.values())
     parts["dequant buffers"] = (2 * biggest * COMPUTE_BYTES) / GiB if q.load_in_4bit else 0.0
     o = s.optimization
-    if o.fast_path and o.vram_budget_gib and o.gradient_checkpointing:
+    if fast_path_on(s) and o.vram_budget_gib and o.gradient_checkpointing:
         # the fast path leaves layers uncheckpointed while the measured peak stays under budget - margin
         from ethsft.fastpath.checkpointing import FIT_MARGIN_GIB
 
@@ -197,13 +198,3 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
         checkpointed = None
     outside = {"CUDA context": CUDA_CONTEXT_GIB, "paged optimizer": states if paged else 0.0}
     return MemoryEstimate(tokens, rows, parts, outside, checkpointed)
-
-
-def fast_path(s: Settings) -> bool:
-    """The fast path's packed rows: its activation model (here) and GPU rate (``speed``) apply."""
-    return bool(s.optimization.fast_path and s.data.packing)
-
-
-def graphed(s: Settings) -> bool:
-    """Fast-path micro-batches replayed as CUDA graphs: dropout masks saved, launches and dequant cheaper."""
-    return fast_path(s) and bool(s.optimization.cuda_graphs)

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ethsft.config.schema import Settings
+from ethsft.fastpath.switches import graphed, packed_rows
 from ethsft.planning.hardware import GPU
-from ethsft.planning.memory import fast_path, graphed
 from ethsft.planning.shapes import ModelShape, lora_params, targeted
 
 MFU = 0.20                     # achieved / peak dense bf16 FLOPs of the 4-bit QLoRA matmuls (first-principles)
@@ -114,7 +114,7 @@ def estimate_step_time(s: Settings, shape: ModelShape, gpu: GPU, tokens_per_micr
     """One optimizer step of ``tokens_per_micro``-token micro-batches of rows ``row_len`` long."""
     p = passes(s, checkpointed)
     fpt = flops_per_token(shape, row_len / 2, p, lora_params(s, shape), completion_frac)
-    mfu = FAST_PATH_MFU if fast_path(s) else MFU
+    mfu = FAST_PATH_MFU if packed_rows(s) else MFU
     device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * mfu)
     host = GRAPH_HOST_S if graphed(s) else LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
     micro = max(host, device)
