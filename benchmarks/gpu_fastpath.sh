@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 figures on one GPU, side by side in one run: the bench (a: the guide's settings, a': TRL's best built-in
+# The H100 fast-path figures on one GPU, side by side in one run: the bench (a: the guide's settings, a': TRL's best built-in
 # setup, b: the 12GB preset's layout at a 12 GiB budget, b:vram=11: at the preset file's 11 GiB, b80: the 80GB
 # preset), then a real `ethsft train` of configs/training_config.yaml (its own 11 GiB budget) on the
 # Mistral-7B-shaped random model.

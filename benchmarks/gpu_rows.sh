@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 exploration on one GPU: the compiled fast path (4-bit weights dequantised inside the compiled layers)
+# Row-length exploration on one GPU: the compiled fast path (4-bit weights dequantised inside the compiled layers)
 # at several row lengths, each fitted to an 11 GiB budget, beside TRL's best (a'). One bench run per mode so a
 # mode that overruns loses only itself. Usage (repo root, deps installed, GPU): OUT=results bash benchmarks/gpu_rows.sh
 set -uo pipefail

@@ -183,11 +183,11 @@ def test_cli_estimate_on_cpu(small_dataset):
 
 def test_fast_path_presets_match_what_the_h100_measured():
     """The fast path's activation model and rate against the H100 bench runs they were taken from. The 12GB
-    preset's layout at 12 GiB (b, benchmarks/results/h100_bench_compiled_graphs.json): 11.5 GiB allocated with no
+    preset's layout at 12 GiB (b, benchmarks/results/bench_compiled_graphs_h100_2026-11-26.json): 11.5 GiB allocated with no
     layer checkpointed at 14,787 tok/s; as shipped (11 GiB, b:vram=11): 10.2 GiB, 6 layers checkpointed, 13,632
-    tok/s; without compiled layers (h100_bench_graphs.json): 10.96 GiB at ~14,700 tok/s; b80 (the 80GB preset's
+    tok/s; without compiled layers (bench_graphs_h100_2026-11-25.json): 10.96 GiB at ~14,700 tok/s; b80 (the 80GB preset's
     layout, not compiled) at 54.9 GiB; the 80GB preset as shipped (compiled) 63.3 GiB on the H200
-    (h200_bench_fastpath_presets_first.json)."""
+    (bench_fastpath_presets_first_h200_2026-12-03.json)."""
     from ethsft.planning.speed import GRAPH_HOST_S
 
     h100 = named_gpu("h100")

@@ -13,7 +13,7 @@
   transient       the bf16 copy bitsandbytes dequantizes each 4-bit weight into, and its gradient temp
 
 First-principles byte counts; CKPT_LIVE_LAYERS, ALLOCATOR_OVERHEAD and CUDA_CONTEXT_GIB fitted / measured on
-H100 (benchmarks/results/h100_calibration.json, 2026-11-25).
+H100 (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25).
 """
 
 from __future__ import annotations
@@ -43,18 +43,18 @@ ACT_REPEAT_KV_BYTES = 4      # padded micro-batches (batch > 1) send a mask to s
 # each adapter's input once per distinct tensor (dropout folded into lora_A: no dropped copy) and, under CUDA
 # graphs, a bool dropout mask per adapter. For Mistral-7B with r 16 on q/v that is 100 KiB per token and layer,
 # as measured on the H100: 0.196 GiB per uncheckpointed 2048-token layer (fit_checkpointing's probes), 54.9 GiB
-# peak for 16,384-token rows with no layer checkpointed (benchmarks/results/h100_bench_graphs.json, b80).
+# peak for 16,384-token rows with no layer checkpointed (benchmarks/results/bench_graphs_h100_2026-11-25.json, b80).
 FAST_ACT_NORM_BYTES = {True: 4, False: 8}  # x hidden, Liger on / off
 FAST_ACT_HIDDEN_BYTES = 4
 FAST_ACT_KV_BYTES = 4
 FAST_ACT_INTERMEDIATE_BYTES = 4
 # Compiled decoder layers (optimization.compile) keep a little more: 0.203 vs 0.196 GiB per uncheckpointed
-# 2048-token layer in one H100 run's probes (benchmarks/results/h100_bench_compile_vs_graphs.json), ~1 byte per
+# 2048-token layer in one H100 run's probes (benchmarks/results/bench_compile_vs_graphs_h100_2026-11-26.json), ~1 byte per
 # token and hidden unit.
 FAST_ACT_COMPILED_HIDDEN_BYTES = 1
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
 # One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
-# Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25): the four checkpointed
+# Fitted on H100 measurements (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25): the four checkpointed
 # settings' peaks, least squares.
 CKPT_LIVE_LAYERS = 1.07
 MODEL_IO_HIDDEN_BYTES = 16   # embedding output, final norm (fp32), grads at the model's ends, per token x hidden
@@ -62,7 +62,7 @@ LM_HEAD_TILE_TOKENS = 4096   # TRL's fused LM head: tokens per tile (trl/kernels
 LM_HEAD_TILE_VOCAB = 4096    # vocab columns per tile
 LM_HEAD_BYTES_PER_TOKEN = 24  # per-token log-probs, entropy, top-1, masks (fp32)
 EAGER_SCORE_BYTES = 6        # eager attention keeps heads x seq x seq scores (bf16 + fp32 softmax)
-# Measured on H100 (benchmarks/results/h100_calibration.json, 2026-11-25): peak reserved / peak allocated was
+# Measured on H100 (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25): peak reserved / peak allocated was
 # 1.029-1.041 over the five settings; card memory outside torch's allocator (CUDA context, cuBLAS workspaces,
 # bitsandbytes) 0.75 GiB with torch 2.11 / CUDA 13 (paged optimizer states come on top, counted separately).
 ALLOCATOR_OVERHEAD = 1.04
