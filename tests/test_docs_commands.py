@@ -28,17 +28,17 @@ DOCS = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p
 RUN = ("synth", "prepare", "train")
 # the rest: why they do not run here, and the test that runs the same command on the tiny model
 EXCEPTIONS = {
-    "demo": ("downloads SmolLM2-135M-Instruct and trains ~8 minutes", "tests/test_pretrained.py"),
-    "evaluate": ("needs a trained adapter or the 7B model from the Hub", "tests/test_evaluate.py"),
-    "infer": ("needs a trained adapter", "tests/test_evaluate.py"),
-    "merge": ("needs a trained adapter and its base model", "tests/test_evaluate.py"),
-    "push": ("needs a Hub token and a trained adapter", "tests/test_hub_push.py"),
-    "doctor": ("judges a GPU machine and the 7B model's shape from the Hub", "tests/test_doctor.py"),
-    "estimate": ("reads the 7B model's config and tokenizer from the Hub", "tests/test_estimate.py"),
-    "tune": ("20 trainings of the 7B model", "tests/test_tune.py"),
+    "demo": ("downloads SmolLM2-135M-Instruct and trains ~8 minutes", "tests/model/test_pretrained.py"),
+    "evaluate": ("needs a trained adapter or the 7B model from the Hub", "tests/evaluation/test_evaluate.py"),
+    "infer": ("needs a trained adapter", "tests/evaluation/test_evaluate.py"),
+    "merge": ("needs a trained adapter and its base model", "tests/evaluation/test_evaluate.py"),
+    "push": ("needs a Hub token and a trained adapter", "tests/training/test_hub_push.py"),
+    "doctor": ("judges a GPU machine and the 7B model's shape from the Hub", "tests/planning/test_doctor.py"),
+    "estimate": ("reads the 7B model's config and tokenizer from the Hub", "tests/planning/test_estimate.py"),
+    "tune": ("20 trainings of the 7B model", "tests/experiments/test_tune.py"),
     "accelerate": ("several GPUs", "tests/test_distributed.py"),
     "deepspeed": ("several GPUs", "tests/test_distributed.py"),
-    "export": ("sets the Hub token", "tests/test_hub_push.py"),
+    "export": ("sets the Hub token", "tests/training/test_hub_push.py"),
 }
 SHELL_VARS = {"W": "scratch"}  # docs/scaling.md's work folder
 
@@ -158,7 +158,7 @@ def test_data_commands_run_as_written_and_train_resolves_on_their_data(tmp_path,
         if ws[0] == "ethsft" and args[0] in RUN:
             if args[0] == "train":
                 if "--dataset" in args and not Path(args[args.index("--dataset") + 1]).exists():
-                    continue  # a Hub dataset id: parsed below, run offline by tests/test_sources.py
+                    continue  # a Hub dataset id: parsed below, run offline by tests/data/test_sources.py
                 args = [*args, "--dry-run"]
             result = runner.invoke(cli, args, catch_exceptions=False)
             assert result.exit_code == 0, f"{where}: {cmd}\n{result.output[-2000:]}"

@@ -10,6 +10,15 @@ import pytest
 from ethsft.model.embedded import mistral_tokenizer_source
 from ethsft.data.formatting import render, to_messages, to_prompt_completion, to_text
 
+# ChatML (SmolLM2, Qwen): the rendered string, the ids and the loss mask, exactly
+CHATML_RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
+                 "input": '{"from":"0xab","value":"1.5"}', "output": '{"action":"transfer","status":"success"}'}
+SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+PROMPT = ("<|im_start|>system\n" + SYSTEM + "<|im_end|>\n"
+          "<|im_start|>user\nExtract the structured intent from this Ethereum transaction:\n\n"
+          '{"from":"0xab","value":"1.5"}<|im_end|>\n<|im_start|>assistant\n')
+ANSWER = '{"action":"transfer","status":"success"}'
+
 RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
           "input": ' {"to":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"0"} ',
           "output": '{"action":"transfer"}\n'}
@@ -111,3 +120,32 @@ def test_trl_tokenizes_our_prompt_completion_identically(tokenizer, tiny_model_p
         ours = render(record, tokenizer)
         assert row["input_ids"] == ours.input_ids
         assert row["labels"] == ours.labels
+
+
+def ids(tok, text):
+    return tok(text, add_special_tokens=False).input_ids
+
+
+def test_chatml_render_keeps_smollm2s_default_system_message(chatml_tokenizer):
+    tok = chatml_tokenizer
+    rendered = render(CHATML_RECORD, tok)
+    assert rendered.text == PROMPT + ANSWER + "<|im_end|>\n"
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert rendered.input_ids == ids(tok, PROMPT) + ids(tok, ANSWER) + [im_end] + ids(tok, "\n")
+
+
+def test_chatml_loss_falls_on_the_answer_and_im_end_only(chatml_tokenizer):
+    tok = chatml_tokenizer
+    rendered = render(CHATML_RECORD, tok)
+    n_prompt, n_answer = len(ids(tok, PROMPT)), len(ids(tok, ANSWER))
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert rendered.labels == ([-100] * n_prompt + ids(tok, ANSWER) + [im_end] + [-100] * len(ids(tok, "\n")))
+    trained = [t for t, m in zip(rendered.input_ids, rendered.loss_mask) if m]
+    assert tok.decode(trained) == ANSWER + "<|im_end|>"
+    assert rendered.loss_mask.count(True) == n_answer + 1
+
+
+def test_chatml_explicit_system_prompt_replaces_the_default(chatml_tokenizer):
+    rendered = render(CHATML_RECORD, chatml_tokenizer, system="Answer in JSON.")
+    assert rendered.text.startswith("<|im_start|>system\nAnswer in JSON.<|im_end|>\n<|im_start|>user\n")
+    assert SYSTEM not in rendered.text

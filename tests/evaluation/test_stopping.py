@@ -1,6 +1,6 @@
-"""SIGTERM/SIGINT during evaluation and generation (issue 17, item 4): a first signal stops within a generate or
-evaluation step instead of after the whole pass. In training, the last completed step is checkpointed and the
-resume command printed; standalone `ethsft evaluate` writes nothing. Tiny 4-bit model on CPU."""
+"""SIGTERM/SIGINT during evaluation and generation (ethsft/evaluation/stopping.py): a first signal stops within a
+generate or evaluation step instead of after the whole pass. In training, the last completed step is checkpointed
+and the resume command printed; standalone `ethsft evaluate` writes nothing. Tiny 4-bit model on CPU."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def stop_and_time(proc, sig) -> tuple[int, float]:
 # `ethsft train`: a signal in the middle of an in-training evaluation
 
 
+@pytest.mark.slow  # subprocesses
 def test_sigterm_during_training_evaluation_checkpoints_the_step_and_exits_promptly(tmp_path):
     # 1,000 validation records: the evaluation at step 2 takes ~25 s uninterrupted on one CPU thread
     data, out = dataset(tmp_path / "data", validation=1000), tmp_path / "run"
@@ -183,6 +184,7 @@ def test_generation_stops_at_the_next_token_and_returns_nothing_partial(tiny_mod
     assert exits == [130] and lines[-2] == "ethsft: second SIGINT: exiting now"
 
 
+@pytest.mark.slow  # subprocesses
 def test_sigint_during_ethsft_evaluate_stops_promptly_and_writes_nothing(tmp_path):
     data = tmp_path / "test.jsonl"
     rng = random.Random(2)

@@ -8,7 +8,7 @@ import pytest
 
 from ethsft.training.launcher import accelerate_command, strip_launch_flags
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_strip_launch_flags_keeps_everything_else():

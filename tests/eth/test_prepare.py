@@ -14,6 +14,7 @@ from ethsft.eth.intent import ACTIONS, dumps
 from ethsft.eth.prepare import INSTRUCTION, SPLITS, prepare, split_of
 from ethsft.eth.synth import generate_rows, write_rows
 from ethsft.eth.tx import COLUMNS
+from pathlib import Path
 
 U = "0x" + "11" * 20
 V = "0x" + "22" * 20
@@ -315,3 +316,76 @@ def test_identical_inputs_never_land_in_two_splits(tmp_path):
     assert any(n > 1 for n in count.values())  # the data does repeat content
     assert all(len(splits) == 1 for splits in where.values())
     assert summary["kept"] + summary["duplicates"] + summary["rejected"] == summary["rows_read"] == 3000
+
+
+@pytest.fixture
+def decoded_csv(tmp_path) -> Path:
+    from ethsft.eth.synth import generate_rows, write_rows
+
+    path = tmp_path / "decoded.csv"
+    write_rows(path, generate_rows(6, seed=1))
+    return path
+
+
+def _prepare(*args):
+    from ethsft.cli.data import prepare
+
+    return CliRunner().invoke(prepare, [*args, "--no-progress", "--no-token-stats"])
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_prepare_into_proc_fails_naming_the_folder(decoded_csv):
+    result = _prepare("--input", str(decoded_csv), "--output", "/proc/x")
+    assert (result.exit_code, result.output) == (1, "Error: cannot write the output folder /proc/x (No such file or "
+                                                    "directory); nothing was written\n")
+
+
+def test_prepare_under_a_file_fails_naming_the_file(decoded_csv, tmp_path):
+    out = tmp_path / "notes.txt" / "data"
+    (tmp_path / "notes.txt").write_text("a file")
+    result = _prepare("--input", str(decoded_csv), "--output", str(out))
+    assert (result.exit_code, result.output) == (1, f"Error: cannot write the output folder {out} "
+                                                    f"({tmp_path}/notes.txt is a file); nothing was written\n")
+
+
+def test_prepare_with_every_row_rejected_fails_and_keeps_only_the_reasons(decoded_csv, tmp_path):
+    with decoded_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with decoded_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "value": "1.5"} for r in rows)
+    out = tmp_path / "ds"
+    result = _prepare("--input", str(decoded_csv), "--output", str(out))
+    assert (result.exit_code, result.output) == (1, f"Error: {decoded_csv}: all 6 rows were rejected (by column: "
+                                                    f"value 6), so no split was written; the reason for each row is in "
+                                                    f"{out}/rejects.jsonl\n")
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.jsonl"]
+    reasons = [json.loads(line)["reason"] for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert reasons == ["value: expected a non-negative integer amount of wei, got '1.5'"] * 6
+
+
+def test_signature_with_control_token_or_newline_is_rejected(tmp_path):
+    from ethsft.eth.prepare import prepare
+
+    mint = "0xa0712d68" + "00" * 32  # mint(uint256): not in the bundled ABIs, so function_signature names it
+    signatures = ["stake(uint256)</s>", "stake(uint256)\nmint(uint256)", "stake(uint256)", "mint(uint256 amount)",
+                  "mint"]
+    path = tmp_path / "decoded.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["hash", "block_number", "from_address", "to_address", "value", "input", "receipt_status",
+                         "function_signature"])
+        for i, sig in enumerate(signatures, start=1):
+            writer.writerow([f"0x{i:064x}", "18000000", "0x" + "11" * 20, "0x" + "33" * 20, "0", mint, "1", sig])
+    summary = prepare(path, tmp_path / "ds", progress=False, count_tokens=False)
+    rejects = [(r["row"], r["reason"]) for r in map(json.loads, (tmp_path / "ds" / "rejects.jsonl").open())]
+    assert rejects == [
+        (2, "function_signature: 'stake(uint256)</s>' is not a function signature (expected name(type,...) or a "
+            "bare name)"),
+        (3, "function_signature: 'stake(uint256)\\nmint(uint256)' is not a function signature (expected "
+            "name(type,...) or a bare name)"),
+        # row 3 spans lines 3 and 4 (its quoted newline), so the next row is 5
+        (5, "function_signature: 'stake(uint256)' has selector 0xa694fc3a, the input starts with 0xa0712d68"),
+    ]
+    assert (summary["kept"], summary["rejected"]) == (2, 3)

@@ -9,7 +9,7 @@ import pytest
 from ethsft.config.schema import ConfigError, load_settings
 from ethsft.config.hf import bnb_config, describe, lora_config, sft_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 GUIDE = REPO / "tests" / "fixtures" / "guide_training_config.yaml"
 
@@ -177,3 +177,22 @@ def test_cpu_bf16_trains_under_autocast_only_where_the_cpu_has_bf16(monkeypatch)
     assert chosen(load_settings())[:2] == (False, False)  # off unless asked for
     monkeypatch.setattr(hf_args, "cpu_has_bf16", lambda: False)
     assert chosen(s)[:2] == (False, False)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("training.gradient_accumulation_steps=0", "training.gradient_accumulation_steps must be positive, got 0"),
+    ("training.per_device_eval_batch_size=0", "training.per_device_eval_batch_size must be positive, got 0"),
+    ("data.max_length=-5", "data.max_length must be positive, got -5"),
+    ("lora.r=0", "lora.r must be positive, got 0"),
+    ("lora.alpha=-16", "lora.alpha must be positive, got -16"),
+    ("lora.dropout=1.5", "lora.dropout must be >= 0 and < 1, got 1.5"),
+    ("training.learning_rate=0", "training.learning_rate must be positive, got 0.0"),
+    ("training.num_train_epochs=-1", "training.num_train_epochs must be positive, got -1.0"),
+    ("training.max_steps=0", "training.max_steps must be -1 (train for num_train_epochs) or positive, got 0"),
+    ("logging.eval_steps=0", "logging.eval_steps must be positive, got 0"),
+    ("logging.eval_accuracy_samples=-1", "logging.eval_accuracy_samples must be >= 0, got -1"),
+])
+def test_out_of_range_numbers_name_the_key(item, message):
+    with pytest.raises(ConfigError) as e:
+        load_settings(None, None, [item])
+    assert str(e.value) == f"--set {item.split('=')[0]}: {message}"

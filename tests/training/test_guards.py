@@ -1,5 +1,5 @@
-"""Long runs that get killed: kill -9 then resume, SIGTERM, half-written checkpoints, NaN loss, overfitting,
-CUDA out of memory, hub errors and disk, secrets. Training runs use the tiny 4-bit model on CPU."""
+"""Training-time guards (ethsft/training/guards.py) on long runs that get killed: kill -9 then resume, SIGTERM,
+half-written checkpoints, NaN loss, overfitting, CUDA out of memory. Training runs use the tiny 4-bit model on CPU."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import torch
 from transformers import TrainerCallback, TrainerControl
 
 from conftest import REPO, tiny_settings, wait_for
-from ethsft.config.schema import ConfigError
 
 # One schedule for every run compared here: 8 steps of 4 samples (2 epochs of 16), a checkpoint every 2 steps.
 COMMON = ["training.num_train_epochs=1", "training.per_device_train_batch_size=4", "logging.logging_steps=1",
@@ -102,6 +101,7 @@ def resume_and_compare(reference, out: Path, stopped_at: int) -> dict:
     return summary
 
 
+@pytest.mark.slow  # subprocesses
 def test_kill9_mid_run_then_resume_latest_continues_with_same_losses(reference, tmp_path, monkeypatch):
     out = tmp_path / "killed"
     proc, log = start(train_cli(reference.data, out), tmp_path)
@@ -126,6 +126,7 @@ def test_kill9_mid_run_then_resume_latest_continues_with_same_losses(reference, 
     assert json.loads(saved)["environment"]["HF_TOKEN"] == "<redacted>"
 
 
+@pytest.mark.slow  # subprocesses
 def test_sigterm_finishes_the_step_saves_a_checkpoint_and_exits_143(reference, tmp_path):
     out = tmp_path / "term"
     cmd = train_cli(reference.data, out) + ["--set", "logging.save_steps=100"]  # the only save: the signal's
@@ -284,98 +285,3 @@ def test_cuda_oom_says_the_next_setting_in_the_guides_order_and_keeps_the_checkp
     assert oom_advice(s) == [  # max_length and r at their floor: skipped
         "--batch-size 2 --gradient-accumulation 32 (now 4 x 16: same effective batch, less memory per step)",
         "--set optimization.gradient_checkpointing=true (now false)"]
-
-
-class _Response:
-    """The parts of an HTTP response huggingface_hub's errors read (its HTTP library differs across versions)."""
-
-    def __init__(self, status: int, url: str):
-        self.status_code, self.headers, self.request, self.url = status, {}, None, url
-
-
-def _http_error(cls, status: int, model_id: str):
-    return cls(f"{status} Client Error", response=_Response(status, f"https://huggingface.co/api/models/{model_id}"))
-
-
-@pytest.mark.parametrize("status,kind,expected", [
-    (403, "GatedRepoError", "model.base_model {m} is gated on the Hugging Face hub (HTTP 403): accept its terms at "
-                            "https://huggingface.co/{m}, then run `huggingface-cli login` (or set HF_TOKEN) with a "
-                            "token that has access"),
-    (401, "RepositoryNotFoundError", "model.base_model {m}: the hub refused the request (HTTP 401, not logged in or "
-                                     "token invalid): run `huggingface-cli login` (or set HF_TOKEN) with a token "
-                                     "that has access"),
-    (404, "RepositoryNotFoundError", "model.base_model {m}: no such model on the Hugging Face hub (HTTP 404); check "
-                                     "the exact model id (e.g. mistralai/Mistral-7B-Instruct-v0.2), or if it is "
-                                     "private, run `huggingface-cli login` (or set HF_TOKEN) with a token that has "
-                                     "access"),
-])
-def test_gated_or_missing_hub_model_names_login_or_the_model_id(status, kind, expected, monkeypatch):
-    import huggingface_hub.errors as hub_errors
-    from transformers import AutoTokenizer
-
-    from ethsft.config.schema import load_settings
-    from ethsft.model.loading import load_tokenizer
-
-    model_id = "mistralai/Mistral-7B-Instruct-v0.2"
-
-    def refuses(*args, **kwargs):  # what transformers raises: an OSError caused by the hub error
-        try:
-            raise _http_error(getattr(hub_errors, kind), status, model_id)
-        except Exception as cause:
-            raise OSError(f"We couldn't connect to load {model_id}") from cause
-
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuses)
-    with pytest.raises(ConfigError) as e:
-        load_tokenizer(load_settings(), model_id)
-    assert str(e.value) == expected.format(m=model_id)
-
-
-def test_too_little_disk_for_the_model_is_said_before_the_download(small_dataset, tmp_path, monkeypatch):
-    from transformers import AutoTokenizer
-
-    from ethsft.model import hub
-    from ethsft.training.recipe import build_trainer
-
-    monkeypatch.setattr(hub, "is_cached", lambda *a: False)
-    monkeypatch.setattr(hub, "download_size", lambda *a: int(14.5 * 2**30))
-    monkeypatch.setattr(hub, "free_bytes", lambda path: 3 * 2**30)
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("download started"))
-    s = tiny_settings(small_dataset, tmp_path / "out", "model.base_model=mistralai/Mistral-7B-Instruct-v0.2",
-                      f"model.cache_dir={tmp_path / 'hf'}")
-    with pytest.raises(ConfigError) as e:
-        build_trainer(s)
-    assert str(e.value) == (
-        f"not enough disk for mistralai/Mistral-7B-Instruct-v0.2: the download needs 14.5 GiB (plus 10% margin), "
-        f"{tmp_path / 'hf'} has 3.0 GiB free; free some space or set model.cache_dir to a bigger disk")
-
-
-def test_remote_code_off_weights_from_safetensors_and_secrets_redacted_in_dry_run(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-    from transformers import AutoModelForCausalLM
-
-    from ethsft.config.schema import Settings, load_settings
-    from ethsft.model.loading import load_model
-    from ethsft.cli.train import main
-
-    assert Settings().model.trust_remote_code is False
-    seen = {}
-
-    def capture(source, **kwargs):
-        seen.update(kwargs)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", capture)
-    with pytest.raises(RuntimeError, match="stop here"):
-        load_model(load_settings(REPO / "configs" / "tiny_cpu.yaml"))
-    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
-
-    token, key = "hf_" + "Ab1" * 12, "wandb-secret-value-123"
-    monkeypatch.setenv("HF_TOKEN", token)
-    monkeypatch.setenv("WANDB_API_KEY", key)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = CliRunner().invoke(main, ["--config", str(REPO / "configs" / "tiny_cpu.yaml"), "--dry-run",
-                                       "--output", f"runs/{key}"])
-    assert result.exit_code == 0, result.output
-    assert token not in result.output and key not in result.output
-    assert "HF_TOKEN: <redacted>" in result.output and "WANDB_API_KEY: <redacted>" in result.output
-    assert "HF_HUB_OFFLINE: '1'" in result.output

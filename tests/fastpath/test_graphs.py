@@ -11,7 +11,7 @@ import torch
 
 from ethsft.fastpath import graphs
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "training_config.yaml"
+PRESET = Path(__file__).resolve().parents[2] / "configs" / "training_config.yaml"
 
 
 def _row():

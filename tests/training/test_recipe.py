@@ -7,8 +7,13 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_settings
+from conftest import INSTRUCTION, REPO, tiny_settings, write_split
 from ethsft.config.schema import ConfigError
+from click.testing import CliRunner
+import math
+from ethsft.data.records import read_records, tokenize_split
+
+GOOD = {"instruction": INSTRUCTION, "input": '{"function":"transfer"}', "output": '{"action":"transfer"}'}
 
 
 def test_steps_change_lora_weights_and_leave_base_weights_alone(small_dataset, tmp_path):
@@ -65,24 +70,6 @@ def test_run_writes_adapter_logs_summary_and_plot(small_dataset, tmp_path):
     assert "already holds a finished run (run_summary.json); pass --overwrite" in str(e.value)
 
 
-def test_cli_train_end_to_end(small_dataset, tmp_path):
-    from click.testing import CliRunner
-
-    from ethsft.cli import cli
-
-    out = tmp_path / "cli-run"
-    args = ["train", "--config", "configs/tiny_cpu.yaml", "--dataset", str(small_dataset), "--output", str(out),
-            "--num-epochs", "1", "--batch-size", "8", "--gradient-accumulation", "1", "--learning-rate", "1e-3"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "run_summary.json").read_text())
-    assert summary["global_step"] == 2
-    assert summary["settings"]["training"]["learning_rate"] == 1e-3
-    again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 1 and "already holds a finished run" in again.output
-    assert CliRunner().invoke(cli, args + ["--overwrite"]).exit_code == 0
-
-
 def test_the_resume_command_repeats_how_the_run_was_started():
     from ethsft.training.recipe import resume_command
 
@@ -92,3 +79,63 @@ def test_the_resume_command_repeats_how_the_run_was_started():
         "ethsft train --output o --resume-from-checkpoint latest")
     assert resume_command(["launch/train.py", "--config", "c.yaml"]) == (
         "python -m ethsft.train --config c.yaml --resume-from-checkpoint latest")
+
+
+def test_every_prompt_overlong_still_trains_evaluates_and_writes_the_summary(small_dataset, tmp_path):
+    """The run that trained on no answer tokens and then died with KeyError 'eval_loss' (metric_for_best_model)."""
+    from ethsft.training.recipe import run
+
+    out = tmp_path / "out"
+    s = tiny_settings(small_dataset, out, "data.max_length=40", "training.max_steps=2", "logging.eval_steps=2",
+                      "logging.save_steps=2")
+    summary = run(s)
+    assert summary["overlong_samples"] == {"train": 16, "validation": 8}  # every prompt is longer than 40
+    assert summary["overlong_dropped"] == {"train": 0, "validation": 0}
+    assert math.isfinite(summary["final_eval_loss"])
+    assert json.loads((out / "run_summary.json").read_text())["overlong_samples"] == {"train": 16, "validation": 8}
+
+
+def test_no_validation_sample_left_fails_before_the_model_loads(small_dataset, tmp_path):
+    from ethsft.cli.train import main
+
+    val = [{**GOOD, "output": json.dumps({"action": "transfer", "note": "x" * 80})}] * 3
+    write_split(small_dataset / "validation.jsonl", val)
+    result = CliRunner().invoke(main, ["--config", str(REPO / "configs" / "tiny_cpu.yaml"), "--dataset",
+                                       str(small_dataset), "--output", str(tmp_path / "out"), "--set",
+                                       "data.max_length=24", "--base-model", "embedded:tiny-mistral"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1:] == ["Test samples: 4"]  # read, then tokenized: no model loaded
+    assert result.stderr.splitlines()[-1:] == [
+        "Error: validation: all 3 samples are longer than data.max_length=24 even with their prompt cut (the answer "
+        "alone does not fit); nothing is left to evaluate on"]
+
+
+def test_missing_validation_split_turns_evaluation_off_with_a_notice(small_dataset, tmp_path):
+    from transformers import EarlyStoppingCallback
+
+    from ethsft.training.recipe import build_trainer
+
+    (small_dataset / "validation.jsonl").unlink()
+    out = tmp_path / "out"
+    prepared = build_trainer(tiny_settings(small_dataset, out, "training.early_stopping_patience=2"))
+    args = prepared.trainer.args
+    assert (args.eval_strategy, args.load_best_model_at_end) == ("no", False)
+    assert not any(isinstance(c, EarlyStoppingCallback) for c in prepared.trainer.callback_handler.callbacks)
+    assert (f"Note: no validation split in {small_dataset}: evaluation, load_best_model_at_end and early stopping "
+            "off; the adapter saved is the last step's") in (out / "training_logs.txt").read_text().splitlines()
+
+
+def test_overlong_count_reaches_the_run_log_and_summary(small_dataset, tmp_path):
+    from ethsft.model.loading import load_tokenizer
+    from ethsft.training.recipe import build_trainer
+
+    out = tmp_path / "out"
+    records = read_records(small_dataset / "train.jsonl")
+    tok = load_tokenizer(tiny_settings(small_dataset, out))
+    lengths = tokenize_split(records, tok, 10**6, "drop", None, "train")[1].lengths
+    limit = sorted(lengths)[len(lengths) // 2]  # about half the samples are longer
+    expected = tokenize_split(records, tok, limit, "drop", None, "train")[1]
+    assert 0 < expected.overlong < len(records)
+    prepared = build_trainer(tiny_settings(small_dataset, out, f"data.max_length={limit}", "data.overlong=drop"))
+    assert f"Warning: {expected.message()}" in (out / "training_logs.txt").read_text().splitlines()
+    assert {r.split: r.overlong for r in prepared.lengths}["train"] == expected.overlong  # -> run_summary.json
