@@ -155,7 +155,7 @@ def _data_section(f: CardFacts) -> list[str]:
 def _hyperparameters(f: CardFacts) -> list[str]:
     s = f.settings
     if not s:
-        return ["## Training hyperparameters", "", "The training run's settings (run_summary.json) were not found.", ""]
+        return ["## Training hyperparameters", "", f"The training run's settings ({SUMMARY_FILE}) were not found.", ""]
     m, lo, q, t, d, o = (s.get(k) or {} for k in ("model", "lora", "quantization", "training", "data", "optimization"))
     procs = f.run.get("num_processes") or 1
     micro, accum = t.get("per_device_train_batch_size"), t.get("gradient_accumulation_steps")
@@ -222,7 +222,7 @@ def _results(f: CardFacts) -> list[str]:
     elif not mt:
         lines += ["No results were found beside this model.", ""]
     if f.plot:
-        lines += ["![Training and validation loss](loss_curves.png)", ""]
+        lines += [f"![Training and validation loss]({PLOT_FILE})", ""]
     return lines
 
 
