@@ -90,10 +90,9 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from ethsft.units import GiB
-
-    from ethsft.evaluation.generation import generate_ids, prompt_ids
     from ethsft.data.formatting import prompt_messages
+    from ethsft.evaluation.generation import generate_ids, prompt_ids
+    from ethsft.units import GiB
     from ethsft.inference.loading import load_for_inference
 
     four_bit = args.load_in_4bit if args.load_in_4bit is not None else args.model_shape == "mistral-7b"
