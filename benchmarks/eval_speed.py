@@ -92,8 +92,8 @@ def main(argv=None) -> dict:
 
     from ethsft.data.formatting import prompt_messages
     from ethsft.evaluation.generation import generate_ids, prompt_ids
-    from ethsft.units import GiB
     from ethsft.inference.loading import load_for_inference
+    from ethsft.units import GiB
 
     four_bit = args.load_in_4bit if args.load_in_4bit is not None else args.model_shape == "mistral-7b"
     loaded = load_for_inference(model_path(args.model_shape), load_in_4bit=four_bit)
