@@ -49,7 +49,6 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "80gb-len8192": ("configs/80gb.yaml", ["data.max_length=8192"]),
 }
 DEFAULT = ["12gb", "12gb-bs2", "12gb-r64-all", "12gb-nockpt", "pack2048", "pack4096-nockpt"]
-GiB = 2**30
 
 
 def settings_for(name: str, dataset: str, output: str, steps: int):
@@ -111,6 +110,7 @@ def measure_one(name: str, dataset: str, steps: int, warmup: int) -> dict:
     from transformers import TrainerCallback
 
     from ethsft.planning.hardware import detect_gpu, named_gpu
+    from ethsft.units import GiB
     from ethsft.planning.stats import dataset_stats
     from ethsft.training.recipe import build_trainer
 

@@ -1,15 +1,15 @@
 """Estimated vs measured: ethsft.planning.estimate's memory/time model against the H100 measurements.
 
     python benchmarks/estimate_vs_measured.py                      # prints the markdown table
-    python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured.md
+    python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured_h100_2026-11-25.md
     python benchmarks/estimate_vs_measured.py --fit                # least-squares values for the fitted constants
 
-Reads benchmarks/results/h100_calibration.json (benchmarks/calibrate_estimate.py: a random Mistral-7B-shaped
+Reads benchmarks/results/calibration_h100_2026-11-25.json (benchmarks/calibrate_estimate.py: a random Mistral-7B-shaped
 model, NF4 + LoRA, bf16, accumulation 1) and, for each setting, calls the model (``estimate_memory``,
 ``estimate_step_time``) at the micro-batch shapes that run trained on: peak memory at its largest micro-batch
 (rows x columns as collated, warm-up step included: the peak is over the whole run), s/step for each measured
 step's own shape and completion fraction, averaged. Also checks two full runs of the 12GB preset
-(h100_12gb_seq2048.json, h100_12gb_realistic.json: accumulation 16, 3 steps, first step's warm-up included).
+(guide_12gb_seq2048_h100_2026-11-25.json, guide_12gb_synth_h100_2026-11-25.json: accumulation 16, 3 steps, first step's warm-up included).
 No GPU, no network: the settings come from the presets, the shapes from the embedded 7B shape.
 """
 
@@ -101,8 +101,8 @@ def full_runs(calib: dict) -> list[dict]:
     comp = calib["results"][0]["completion_fraction"]  # the synth dataset's completion share (not in these files)
     out = []
     for name, fname, row_len, peak_len, note in [
-            ("12gb seq2048", "h100_12gb_seq2048.json", 2048, 2048, "every sample 2,048 tokens"),
-            ("12gb realistic", "h100_12gb_realistic.json", None, 1256,
+            ("12gb seq2048", "guide_12gb_seq2048_h100_2026-11-25.json", 2048, 2048, "every sample 2,048 tokens"),
+            ("12gb realistic", "guide_12gb_synth_h100_2026-11-25.json", None, 1256,
              "synth samples; peak model at the dataset's longest sample (1,256), an upper bound")]:
         m = json.loads((RESULTS / fname).read_text())
         s = settings([], m["effective_batch"])
@@ -130,11 +130,11 @@ def markdown(calib: dict) -> str:
     lines = [
         "# ethsft estimate vs measured (H100)",
         "",
-        f"Measured: benchmarks/results/h100_calibration.json ({gpu}, torch {calib['results'][0]['torch']}; a random "
+        f"Measured: benchmarks/results/calibration_h100_2026-11-25.json ({gpu}, torch {calib['results'][0]['torch']}; a random "
         "Mistral-7B-shaped model, NF4 double-quant + LoRA, bf16, sdpa, accumulation 1, "
         f"{rows[0]['n']} measured steps after {calib['results'][0]['warmup']} warm-up step per setting). "
         "Model: ethsft/planning at the shapes each run trained on. Regenerate with "
-        "`python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured.md`.",
+        "`python benchmarks/estimate_vs_measured.py --out benchmarks/results/estimate_vs_measured_h100_2026-11-25.md`.",
         "",
         "Peak GB: `torch.cuda.max_memory_allocated` vs the memory model at the run's largest micro-batch. "
         "s/step: mean over the measured steps vs the model at each step's own shape, averaged. "
@@ -200,10 +200,10 @@ def markdown(calib: dict) -> str:
         "full bandwidth) are hidden under it; they set the pace only on slower cards or much longer micro-batches.",
         "- The mean s/step of 12gb-bs2 and pack2048 is not a per-token cost: it is one and two one-off ~2.5 s "
         "stalls. pack2048's repeated 2,048-token shape ran in 0.535 s, and 48 micro-batches of 2,048 tokens in "
-        "h100_12gb_seq2048.json averaged ~0.54 s including the first step's warm-up. A per-token cost fitted to "
+        "guide_12gb_seq2048_h100_2026-11-25.json averaged ~0.54 s including the first step's warm-up. A per-token cost fitted to "
         "those means (~1 ms/token) would put seq2048 at ~950 tok/s against 3,782 measured. With 3 measured steps a "
         "setting, what triggers the stalls (new sequence lengths? some new shapes, not all) is not settled here.",
-        "- h100_12gb_realistic.json ran 40% slower per step than the model (and than the calibration's steady steps "
+        "- guide_12gb_synth_h100_2026-11-25.json ran 40% slower per step than the model (and than the calibration's steady steps "
         "at these lengths). Its micro-batches change length every time, so the same stalls are the likely cause; "
         "its per-step timings were not recorded. To settle both: measure more steps with per-micro-step times "
         "and shapes (benchmarks/calibrate_estimate.py --steps 20) and profile a stalled step.",
@@ -216,7 +216,8 @@ def fit(calib: dict) -> dict:
     the checkpointed peaks (CKPT_LIVE_LAYERS)."""
     import numpy as np
 
-    from ethsft.planning import hardware, memory, shapes, speed
+    from ethsft.planning import memory, shapes, speed
+    from ethsft.units import GiB
 
     X, y, Xo, yo = [], [], [], []
     num = den = 0.0
@@ -235,7 +236,7 @@ def fit(calib: dict) -> dict:
             comp = big["completion_tokens"] / big["tokens"]
             mem = memory.estimate_memory(s, shape, big["cols"], big["rows"], comp)
             layer = memory._layer_act_bytes(s, shape, big["cols"], big["rows"] > 1 and not s.data.packing)
-            live = big["tokens"] * layer / hardware.GiB  # GiB per live layer
+            live = big["tokens"] * layer / GiB  # GiB per live layer
             rest = mem.peak_allocated_gib - memory.CKPT_LIVE_LAYERS * live
             num += (r["peak_allocated_gb"] - rest) * live
             den += live * live
@@ -251,7 +252,7 @@ def fit(calib: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calibration", default=str(RESULTS / "h100_calibration.json"))
+    ap.add_argument("--calibration", default=str(RESULTS / "calibration_h100_2026-11-25.json"))
     ap.add_argument("--out", help="write the markdown here (default: print it)")
     ap.add_argument("--fit", action="store_true", help="print least-squares values for the fitted constants")
     args = ap.parse_args()

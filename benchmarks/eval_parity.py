@@ -2,7 +2,7 @@
 
 Each mode of ``ethsft bench`` (``--modes``, same knobs) trains one epoch over the same synth training split (every
 sample seen once: the same tokens), for each seed. Then one evaluation, the same for every mode: each validation
-record unpacked, alone, as training renders it (``ethsft.formatting.render``), token-weighted mean NLL over its
+record unpacked, alone, as training renders it (``ethsft.data.formatting.render``), token-weighted mean NLL over its
 completion tokens. The report gives each mode's mean and spread over seeds and how far each mode's mean lies from
 the first mode's, in units of the seed-to-seed spread.
 

@@ -90,9 +90,10 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from ethsft.evaluation.generation import generate_ids, prompt_ids
     from ethsft.data.formatting import prompt_messages
+    from ethsft.evaluation.generation import generate_ids, prompt_ids
     from ethsft.inference.loading import load_for_inference
+    from ethsft.units import GiB
 
     four_bit = args.load_in_4bit if args.load_in_4bit is not None else args.model_shape == "mistral-7b"
     loaded = load_for_inference(model_path(args.model_shape), load_in_4bit=four_bit)
@@ -120,7 +121,7 @@ def main(argv=None) -> dict:
                        "samples_per_s": round(n_seq / sequential_s, 3),
                        "new_tokens_per_s": round(sum(map(len, sequential)) / sequential_s, 1)},
         "identical_outputs": f"{same}/{n_seq}",
-        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / GiB, 2) if torch.cuda.is_available() else None,
     }
     result["speedup"] = round(result["batched"]["samples_per_s"] / result["sequential"]["samples_per_s"], 2)
     print(f"\nEvaluation speed: {args.model_shape}{' (4-bit)' if four_bit else ''} on {result['device']}, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 figures on one GPU, side by side in one run: the bench (a: the guide's settings, a': TRL's best built-in
+# The H100 fast-path figures on one GPU, side by side in one run: the bench (a: the guide's settings, a': TRL's best built-in
 # setup, b: the 12GB preset's layout at a 12 GiB budget, b:vram=11: at the preset file's 11 GiB, b80: the 80GB
 # preset), then a real `ethsft train` of configs/training_config.yaml (its own 11 GiB budget) on the
 # Mistral-7B-shaped random model.
@@ -7,7 +7,7 @@
 set -euo pipefail
 OUT=${OUT:-results}; mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-python -m ethsft.bench_cli --model-shape mistral-7b --vram 12 --warmup 2 --steps 6 --mode-timeout 230 \
+python -m ethsft bench --model-shape mistral-7b --vram 12 --warmup 2 --steps 6 --mode-timeout 230 \
   --modes "a,a',b,b:vram=11,b80" --out "$OUT/bench.json" 2>&1 | tail -12
 W=/tmp/ethsft-preset
 python -m ethsft synth --rows 800 --output $W/decoded.csv --seed 7 >/dev/null

@@ -1,4 +1,4 @@
-"""On a GPU: ethsft.nf4's tensor-op dequantisation (eager, and compiled alone as CUDA-graphed steps use it) equals
+"""On a GPU: ethsft.fastpath.nf4's tensor-op dequantisation (eager, and compiled alone as CUDA-graphed steps use it) equals
 bitsandbytes' CUDA kernel bit for bit on Mistral-7B's weight shapes; GPU time of one dequantisation each way; what
 one 4-bit linear costs (host and GPU) through bitsandbytes vs a compiled tensor-op one.
 Usage: python benchmarks/gpu_nf4_check.py > nf4_check.json"""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 exploration on one GPU: the compiled fast path (4-bit weights dequantised inside the compiled layers)
+# Row-length exploration on one GPU: the compiled fast path (4-bit weights dequantised inside the compiled layers)
 # at several row lengths, each fitted to an 11 GiB budget, beside TRL's best (a'). One bench run per mode so a
 # mode that overruns loses only itself. Usage (repo root, deps installed, GPU): OUT=results bash benchmarks/gpu_rows.sh
 set -uo pipefail
@@ -12,7 +12,7 @@ DEFAULT="a' b:compile=1;rows=2048;accum=4;vram=11 b:compile=1;rows=4096;accum=2;
 for m in "${@:-$DEFAULT}"; do
   for mode in $m; do
     i=$((i+1))
-    timeout 200 python -m ethsft.bench_cli --model-shape mistral-7b --vram 12 --warmup 2 --steps 4 --mode-timeout 190 \
+    timeout 200 python -m ethsft bench --model-shape mistral-7b --vram 12 --warmup 2 --steps 4 --mode-timeout 190 \
       --modes "$mode" --out "$OUT/mode$i.json" > "$OUT/mode$i.log" 2>&1
     python - "$OUT/mode$i.json" <<'PY' || tail -5 "$OUT/mode$i.log"
 import json, sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for issue 20: DeepSpeed ZeRO-3 with 4-bit weights (quantization.bnb_4bit_quant_storage=bfloat16, the
+# GPU check: DeepSpeed ZeRO-3 with 4-bit weights (quantization.bnb_4bit_quant_storage=bfloat16, the
 # PEFT/TRL QLoRA + ZeRO-3 recipe) on a Mistral-7B-shaped model (random weights), one GPU:
 #   accelerate launch --config_file launch/zero3.yaml --num_processes 1 -m ethsft.train ...
 # beside a plain `ethsft train` of the same layout. Then checks what CPU cannot (tests/test_distributed.py covers
@@ -7,7 +7,7 @@
 # moved, it loads on the 4-bit base with PeftModel.from_pretrained and generates, and a run resumed from
 # checkpoint-2 runs steps 3..N with the same losses. Peak memory and tokens/s of both runs go to
 # $OUT/zero3_vs_plain.json; logs to $OUT/*.log. The script exits non-zero if a check fails.
-# Usage (repo root, deps installed, not yet run): OUT=results bash benchmarks/gpu_zero3.sh
+# Usage (repo root, deps installed): OUT=results bash benchmarks/gpu_zero3.sh
 set -euo pipefail
 OUT=${OUT:-results}; mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false

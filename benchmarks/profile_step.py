@@ -1,7 +1,7 @@
 """Where a training step's time goes: wall time vs GPU busy time, the host-side operators that cost most, the
 kernels that cost most, and (``--gaps``) where the GPU waited for the host.
 
-Builds a bench mode's trainer (``ethsft.bench.build_mode``), trains a few steps under ``torch.profiler`` and prints
+Builds a bench mode's trainer (``ethsft.experiments.bench.build_mode``), trains a few steps under ``torch.profiler`` and prints
 per step: wall seconds, seconds the GPU spent in kernels, the idle remainder, and the top operators by host time.
 
 Usage (GPU, deps installed): python benchmarks/profile_step.py --mode "b:rows=8192;ckpt=none" [--out prof.json]

@@ -1,6 +1,6 @@
 """What one decoder layer keeps for backward, per token: where the fast path's activation memory goes.
 
-Builds a bench mode's trainer (the same `ethsft.bench.build_mode` the benchmark trains), turns checkpointing off,
+Builds a bench mode's trainer (the same `ethsft.experiments.bench.build_mode` the benchmark trains), turns checkpointing off,
 runs one forward pass on a packed row with saved-tensor hooks and attributes every saved tensor (deduplicated by
 storage, parameters left out) to the innermost module running when autograd saved it.
 

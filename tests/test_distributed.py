@@ -1,12 +1,12 @@
 """Real multi-process runs on CPU (torchrun, gloo): DDP, DeepSpeed ZeRO-2 and ZeRO-3 on the tiny 4-bit model.
 
-ZeRO-3 with 4-bit weights (issue 20): what CPU covers and what still needs a GPU
+ZeRO-3 with 4-bit weights: what CPU covers and what needs a GPU
   covered here  the 4-bit weights (quant storage bfloat16) are partitioned across 2 ranks, training runs, the
                 adapter saved (final and in checkpoints) has the keys and shapes of a plain run with lora_B moved,
                 it loads with PeftModel.from_pretrained and generates, and resume continues with the same losses.
   GPU only      bitsandbytes' CUDA kernels on gathered bf16-stored weights, bf16 mixed precision under DeepSpeed,
                 accelerate launch --config_file launch/zero3.yaml, a 7B shape's memory and speed:
-                benchmarks/gpu_zero3.sh (not run yet).
+                benchmarks/gpu_zero3.sh (results: docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -85,7 +85,7 @@ def test_train_num_processes_hands_over_to_accelerate_zero2(small_dataset, tiny_
 
 
 def test_zero3_4bit_two_processes_saves_complete_adapter_and_resumes(small_dataset, tiny_model_path, tmp_path):
-    """Issue 20 on CPU: ZeRO-3 with 4-bit weights stored as bfloat16 (the PEFT/TRL QLoRA + ZeRO-3 recipe). The GPU
+    """On CPU: ZeRO-3 with 4-bit weights stored as bfloat16 (the PEFT/TRL QLoRA + ZeRO-3 recipe). The GPU
     half of the check is benchmarks/gpu_zero3.sh."""
     from peft import PeftModel
     from safetensors.torch import load_file

@@ -43,6 +43,7 @@ print(json.dumps({"package": ethsft.__file__, **{name: [r.exit_code, r.output + 
 """
 
 
+@pytest.mark.slow  # subprocesses
 def test_the_wheel_runs_demo_bench_and_a_packaged_preset_away_from_the_checkout(installed_wheel, tmp_path,
                                                                                 small_dataset):
     import json

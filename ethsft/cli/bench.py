@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import click
 
+from ethsft.planning.hardware import PRESET_CARDS
+
 
 @click.command("bench")
 @click.option("--model-shape", default="mistral-7b", show_default=True,
               help="Embedded random-weight shape: mistral-7b, or tiny-mistral for a CPU smoke run.")
 @click.option("--modes", default="a,a',b", show_default=True,
-              help="Comma list of a, a', b, b80 or a preset (8gb.yaml, training_config.yaml, 16gb.yaml, 80gb.yaml), each optionally NAME:knob=v;knob=v (attn, liger, ckpt, rows, "
+              help=f"Comma list of a, a', b, b80 or a preset ({', '.join(PRESET_CARDS)}), each optionally "
+                   "NAME:knob=v;knob=v (attn, liger, ckpt, rows, "
                    "batch, accum, vram, packing, path, offload, compile, graphs; a preset takes rows, batch, accum, "
                    "vram, compile, graphs, card); see ethsft/experiments/bench.py.")
 @click.option("--vram", type=float, default=12.0, show_default=True, help="Memory budget in GiB (peak allocated).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ethsft.filenames import PREPARE_SUMMARY_FILE, REJECTS_FILE
+
 
 @click.command()
 @click.option("--input", "input_path", type=click.Path(dir_okay=False),
@@ -20,7 +22,7 @@ import click
               help="A token list (tokenlists.org JSON: chainId, address, symbol, decimals); wins over the bundled "
                    "registry for its addresses.")
 @click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for train/validation/test.jsonl, rejects.jsonl, prepare_summary.json.")
+              help=f"Directory for train/validation/test.jsonl, {REJECTS_FILE}, {PREPARE_SUMMARY_FILE}.")
 @click.option("--split", nargs=3, type=float, default=(0.7, 0.15, 0.15), show_default=True,
               help="Train, validation and test fractions (must sum to 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Key of the hash-based split.")

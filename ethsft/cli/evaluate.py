@@ -12,6 +12,7 @@ import click
 from ethsft.cli.hub import private_option, push_or_exit
 from ethsft.config.schema import ConfigError
 from ethsft.data.records import DataError
+from ethsft.filenames import METRICS_FILE, PREDICTIONS_FILE
 
 _ERRORS = (ConfigError, DataError, ValueError, OSError)
 
@@ -53,7 +54,7 @@ def default_output(model: str, dataset: str) -> Path:
               help="Default: from the longest reference answer.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N records only.")
 @click.option("--system-prompt", default=None, help="Default: the training run's data.system_prompt, if any.")
-@click.option("--output", default=None, help="Folder for predictions.jsonl and metrics.json "
+@click.option("--output", default=None, help=f"Folder for {PREDICTIONS_FILE} and {METRICS_FILE} "
                                              "[default: <model dir>/eval-<dataset name>].")
 def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_tokens, limit, system_prompt, output):
     """Greedy-generate on a dataset and score the intents field by field. A first SIGTERM/SIGINT during
@@ -68,13 +69,13 @@ def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_token
         metrics = evaluate_model(model, dataset, batch_size, max_new_tokens, load_in_4bit, base_model, out,
                                  system_prompt, limit, progress=True, stop=stop)
     except StopRequested as e:
-        _stopped("evaluation", stop, e, "samples", f"nothing written to {out}/ (predictions.jsonl and metrics.json "
-                                                   "are written only for a complete evaluation)")
+        _stopped("evaluation", stop, e, "samples", f"nothing written to {out}/ ({PREDICTIONS_FILE} and "
+                                                   f"{METRICS_FILE} are written only for a complete evaluation)")
     except _ERRORS as e:
         _fail(e)
     click.echo(f"\nModel: {metrics['model']}" + (f" (base {metrics['base_model']})" if metrics["adapter"] else ""))
     click.echo(format_table(metrics))
-    click.echo(f"\n{metrics['samples_per_second']} samples/s; predictions.jsonl and metrics.json in {out}/")
+    click.echo(f"\n{metrics['samples_per_second']} samples/s; {PREDICTIONS_FILE} and {METRICS_FILE} in {out}/")
 
 
 @click.command("infer")
@@ -95,7 +96,8 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
     JSON); '-' reads JSON lines from stdin. Prints one JSON line per transaction: {"input", "intent", "raw"}.
     A first SIGTERM/SIGINT during generation stops it within a generate step; nothing is printed or written."""
     from ethsft.evaluation.stopping import SignalStop, StopRequested
-    from ethsft.inference.loading import as_record, load_for_inference, predict, read_inputs
+    from ethsft.evaluation.predict import predict
+    from ethsft.inference.loading import as_record, load_for_inference, read_inputs
 
     stop = SignalStop()  # on while generating only
     try:

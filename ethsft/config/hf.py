@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ethsft.config.schema import ConfigError, Settings, notice
+from ethsft.fastpath.switches import fast_path_on, fitted_checkpointing
 
 TRACKERS = {"tensorboard": ("tensorboard", "ethsft[tensorboard]"), "wandb": ("wandb", "ethsft[wandb]"),
             "mlflow": ("mlflow", "ethsft[mlflow]")}
@@ -157,7 +158,7 @@ def sft_config(s: Settings, precision: Precision | None = None, *, quiet: bool =
         use_liger_kernel=liger_on(s),
         # compiled layers fuse RMSNorm, RoPE and SwiGLU themselves: Liger keeps only its fused linear cross-entropy
         liger_kernel_config={"rope": False, "rms_norm": False, "swiglu": False}
-        if o.fast_path and o.compile and liger_on(s) else None,
+        if fast_path_on(s) and o.compile and liger_on(s) else None,
         logging_steps=lg.logging_steps,
         save_strategy=lg.save_strategy,
         save_steps=lg.save_steps,
@@ -246,8 +247,3 @@ def liger_on(s: Settings) -> bool:
     from ethsft.fastpath.runtime import liger_available
 
     return liger_available() and torch.cuda.is_available()
-
-
-def fitted_checkpointing(s: Settings) -> bool:
-    """Whether the fast path fits checkpointing to ``vram_budget_gib`` (GPU only) instead of TRL's all layers."""
-    return bool(s.optimization.fast_path and s.optimization.vram_budget_gib and torch.cuda.is_available())

@@ -58,6 +58,7 @@ from ethsft.eth.readers import open_reader
 from ethsft.eth.registry import user_tokens
 from ethsft.eth.tx import model_input, normalize
 from ethsft.eth.user_data import load_abis, load_tokens
+from ethsft.filenames import PREPARE_SUMMARY_FILE, REJECTS_FILE
 
 TOKEN_SAMPLE = 2000
 
@@ -172,7 +173,7 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
     except OSError as e:
         raise _unwritable(out, e) from None
     start = time.perf_counter()
-    names = SPLITS + ("rejects",)
+    names = SPLITS + ("rejects",)  # written as <name>.jsonl: rejects.jsonl is REJECTS_FILE
     tmp = {n: os.path.join(out, f".{n}.jsonl.{os.getpid()}.tmp") for n in names + ("prepare_summary",)}
     files: dict = {}
     try:
@@ -186,10 +187,10 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
         except OSError as e:
             raise (_unwritable(out, e) if e.filename is None or os.fspath(e.filename) != path else e) from None
         if summary["kept"] == 0:  # every row rejected: the reasons are kept, no empty splits are written
-            os.replace(tmp["rejects"], os.path.join(out, "rejects.jsonl"))
+            os.replace(tmp["rejects"], os.path.join(out, REJECTS_FILE))
             by_column = ", ".join(f"{k} {v}" for k, v in summary["rejected_by_column"].items())
             raise DataError(f"{path}: all {summary['rows_read']} rows were rejected (by column: {by_column}), so no "
-                            f"split was written; the reason for each row is in {os.path.join(out, 'rejects.jsonl')}")
+                            f"split was written; the reason for each row is in {os.path.join(out, REJECTS_FILE)}")
         seconds = time.perf_counter() - start  # reading, labelling, writing (token counting excluded)
         sample = summary.pop("_sample")
         t0 = time.perf_counter()
@@ -220,7 +221,7 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
                 f.write("\n")
             for n in names:  # every file is complete before the first one moves into place
                 os.replace(tmp[n], os.path.join(out, f"{n}.jsonl"))
-            os.replace(tmp["prepare_summary"], os.path.join(out, "prepare_summary.json"))
+            os.replace(tmp["prepare_summary"], os.path.join(out, PREPARE_SUMMARY_FILE))
         except OSError as e:
             raise _unwritable(out, e) from None
     except BaseException:
@@ -348,7 +349,7 @@ def format_summary(summary: dict) -> str:
     ]
     if summary["rejected"]:
         lines.append("rejected by column: " + ", ".join(f"{k} {v}" for k, v in summary["rejected_by_column"].items())
-                     + f" (see {os.path.join(summary['output_dir'], 'rejects.jsonl')})")
+                     + f" (see {os.path.join(summary['output_dir'], REJECTS_FILE)})")
     t = summary.get("tokens") or {}
     if "prompt" in t:
         lines.append(
@@ -358,5 +359,5 @@ def format_summary(summary: dict) -> str:
     elif "skipped" in t:
         lines.append(f"tokens: skipped ({t['skipped']})")
     lines.append(f"{summary['seconds']} s, {summary['rows_per_second']} rows/s; wrote "
-                 f"{os.path.join(summary['output_dir'], 'prepare_summary.json')}")
+                 f"{os.path.join(summary['output_dir'], PREPARE_SUMMARY_FILE)}")
     return "\n".join(lines)

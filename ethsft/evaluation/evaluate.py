@@ -13,9 +13,8 @@ from ethsft.data.records import DataError, read_records
 from ethsft.data.formatting import prompt_messages
 from ethsft.evaluation.generation import answer_budget, generate_texts
 from ethsft.evaluation.metrics import compute_metrics, format_table, parse_intent, score
+from ethsft.filenames import METRICS_FILE, PREDICTIONS_FILE
 
-PREDICTIONS_FILE = "predictions.jsonl"
-METRICS_FILE = "metrics.json"
 
 
 def load_records(dataset: str | Path | Sequence[dict], limit: int | None = None) -> list[dict]:

@@ -12,7 +12,7 @@ same prepared synth dataset (real transaction lengths, the Mistral tokenizer), t
          (cuDNN SDPA off), Liger, decoder layers compiled, each row replayed as CUDA graphs, checkpointing
          fitted to --vram
   b80    b with an 80 GiB budget and 16k-token rows (the 80GB preset)
-  NAME.yaml  a shipped preset (8gb.yaml, training_config.yaml, 16gb.yaml, 80gb.yaml, ...) exactly as it trains:
+  NAME.yaml  a shipped preset (ethsft.planning.hardware.PRESET_CARDS: 8gb.yaml, training_config.yaml, ...) as it trains:
          its batch, rows, checkpointing and fast path; only the model shape, data and step count are the bench's
          (``NAME.yaml:rows=3072;accum=3`` tries a variant: rows, batch, accum, vram, compile, graphs, card)
 
@@ -48,10 +48,8 @@ import time
 from pathlib import Path
 
 from ethsft.config import presets
-from ethsft.planning.advice import PRESETS
-
-GIB = 2**30
-PRESET_CARDS = {Path(path).name: gb for path, gb in PRESETS} | {"guide_12gb.yaml": 12}
+from ethsft.planning.hardware import PRESET_CARDS
+from ethsft.units import GiB
 
 MODES = {
     "a": dict(path="trl", packing=0, attn="sdpa", liger="0", ckpt="all", rows=2048, batch=1, card=12,
@@ -293,8 +291,8 @@ def run_mode(name: str, knobs: dict, shape: str, dataset: Path, warmup: int, ste
         res["cuda_graphs"] = {"replays": graphed.replays, "eager": graphed.eager,
                               "shape": vars(graphed.shape)}
     if torch.cuda.is_available():
-        res["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
-        res["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+        res["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GiB
+        res["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GiB
         res["device"] = torch.cuda.get_device_name(0)
     lengths = [n for r in prepared.lengths if r.split == "train" for n in r.lengths]
     res["flops"] = flops_per_token(trainer.model.config, lengths, int(knobs["rows"]), res["checkpointed_fraction"])

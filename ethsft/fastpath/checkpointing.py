@@ -10,7 +10,8 @@ from functools import partial
 
 import torch
 
-GIB = 2**30
+from ethsft.units import GiB
+
 # fitted checkpointing aims this far under the budget: the probes' error (H100, 2048-token rows, compiled layers:
 # predicted 11.23 / 11.44 / 10.40 GiB, measured 11.25 / 11.46 / 10.19 allocated) plus the allocator's slack
 # (reserved ~0.4 above allocated)
@@ -96,11 +97,11 @@ def fit_checkpointing(trainer, budget_gib: float, margin_gib: float = FIT_MARGIN
     k = min(probe_layers, n)
     p_less = _probe_peak(trainer, inputs, n - k)
     per_layer = max((p_less - p_all) / k, 1)
-    room = budget_gib * GIB - margin_gib * GIB - p_all - extra
+    room = budget_gib * GiB - margin_gib * GiB - p_all - extra
     free = max(0, min(n, int(room // per_layer)))
-    plan.update(tokens=int(inputs["input_ids"].numel()), peak_all_ckpt_gib=p_all / GIB,
-                per_uncheckpointed_layer_gib=per_layer / GIB, checkpointed=n - free,
-                predicted_peak_gib=(p_all + extra + free * per_layer) / GIB)
+    plan.update(tokens=int(inputs["input_ids"].numel()), peak_all_ckpt_gib=p_all / GiB,
+                per_uncheckpointed_layer_gib=per_layer / GiB, checkpointed=n - free,
+                predicted_peak_gib=(p_all + extra + free * per_layer) / GiB)
     plan["checkpointed_layers"] = set_checkpointed_layers(trainer.model, n - free)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

@@ -5,7 +5,7 @@ bitsandbytes reaches its CUDA kernels through Python-registered ops: on an H100 
 of host time, so rows of ~2048 tokens run host-bound. Written as tensor ops, the dequantisation (the NF4 table
 lookup times the block scale, the scales themselves double-quantised) traces into the compiled layer and
 Inductor fuses it into one kernel per weight; the matmul stays cuBLAS. ``dequantize`` gives bitsandbytes' numbers
-bit for bit (``tests/test_nf4.py``); compiled, the rounding can differ by one bf16 step (``fused_dequantize``). As in
+bit for bit (``tests/fastpath/test_nf4.py``); compiled, the rounding can differ by one bf16 step (``fused_dequantize``). As in
 bitsandbytes, backward dequantises again rather than keeping a bf16 copy of the weight.
 """
 

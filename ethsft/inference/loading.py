@@ -1,5 +1,5 @@
-"""Using a trained model: load an adapter dir (base + LoRA) or a merged/plain model dir, turn transactions
-into prompts exactly as training did, and generate intents.
+"""Using a trained model: load an adapter dir (base + LoRA) or a merged/plain model dir, and read transactions
+into records as training read them; ``ethsft.evaluation.predict`` generates their intents.
 
     loaded = load_for_inference("runs/tiny")                # adapter dir: base from adapter_config.json
     loaded = load_for_inference("models/merged", load_in_4bit=True)
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ethsft.model import embedded
 from ethsft.config.schema import ConfigError, Settings, apply_mapping, notice
-from ethsft.data.formatting import prompt_messages
 from ethsft.data.records import INSTRUCTION, DataError
-from ethsft.training.reporting import SUMMARY_FILE  # written by `ethsft train`: the settings the adapter had
+from ethsft.filenames import SUMMARY_FILE  # written by `ethsft train`: the settings the adapter had
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -290,25 +289,3 @@ def read_inputs(path: str | Path) -> list[dict]:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); {_EXPECTED}") from None
             records.append(as_record(parsed, f"{path}:{lineno}"))
     return records
-
-
-# --- predicting ---------------------------------------------------------------------------------------------
-
-def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, max_new_tokens: int = 384,
-            system_prompt: str | None = None, progress: bool = False, stop=None) -> list[dict]:
-    """``{"input", "intent", "raw"}`` per record: ``intent`` is the parsed JSON object, or None when ``raw``
-    is not one. ``max_new_tokens`` bounds an answer (Mistral tokens; the longest intents take ~250).
-    ``stop`` (an ``evaluation.stopping.SignalStop``): installed while generating; a first SIGTERM/SIGINT then
-    raises ``StopRequested`` within a generate step, and nothing is returned."""
-    import contextlib
-
-    from ethsft.evaluation.generation import generate_texts
-    from ethsft.evaluation.metrics import parse_intent
-
-    records = list(records)
-    system = system_prompt if system_prompt is not None else loaded.system_prompt
-    with stop if stop is not None else contextlib.nullcontext():
-        texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
-                               max_new_tokens, batch_size, progress, stop=stop)
-    return [{"input": r["input"], "intent": parse_intent(t), "raw": t} for r, t in zip(records, texts)]
-

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ethsft.filenames import MERGE_FILE
 from ethsft.inference.loading import ModelLoadError, adapter_base, check_adapter_fits, is_adapter_dir, training_settings
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
@@ -55,7 +56,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "ethsft_merge.json").write_text(json.dumps(
+        (tmp / MERGE_FILE).write_text(json.dumps(
             {"adapter": str(adapter_dir.resolve()), "base_model": source, "dtype": str(DTYPES[dtype])}, indent=2) + "\n",
             encoding="utf-8")
         if output.exists():  # --overwrite: move the old one aside only once the new one is complete

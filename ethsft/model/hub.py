@@ -7,9 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
+from ethsft.units import GiB
 from ethsft.config.schema import ConfigError
 
-GiB = 2**30
 DISK_MARGIN = 1.10  # the download plus 10% (temporary .incomplete files, tokenizer, configs)
 
 

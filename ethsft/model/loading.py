@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ethsft.units import GiB
 from ethsft.model import embedded
 from ethsft.config.schema import ConfigError, Settings, notice
 from ethsft.data.formatting import load_template
@@ -167,4 +168,4 @@ def memory_gb() -> float | None:
     """Memory the process holds on its GPU now, in GB (None on CPU)."""
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.memory_allocated() / 2**30
+    return torch.cuda.memory_allocated() / GiB

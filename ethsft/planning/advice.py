@@ -1,81 +1,20 @@
-"""What to change when a run doesn't fit: one ladder, in the guide's order, that both the CUDA out-of-memory
-message (``ethsft.training.guards.oom_advice``) and the estimate's "won't fit — try ..." walk, so a user hears the
-same advice before a run and after it fails.
-
-The order is the guide's: sequence length, then a smaller micro batch with more accumulation (same effective
-batch), then LoRA rank, then gradient checkpointing; each setting stops at its floor (max_length 512, micro batch
-1, r 8, checkpointing on).
+"""What to change when a run doesn't fit this card: the first rung of the guide's ladder
+(``ethsft.training.oom_ladder``, which the CUDA out-of-memory message walks too) whose estimate fits, or the
+shipped preset for the card (``ethsft.planning.hardware.PRESET_CARDS``).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from pathlib import Path
 
 from ethsft.config.schema import ConfigError, Settings
 from ethsft.planning.estimate import RunEstimate, estimate_run
-from ethsft.planning.hardware import GPU
+from ethsft.planning.hardware import GPU, PRESET_CARDS
 from ethsft.planning.shapes import ModelShape, model_shape
 from ethsft.planning.stats import DatasetStats
+from ethsft.training.oom_ladder import format_sets, ladder
 
-MAX_LENGTH_FLOOR = 512
-RANK_FLOOR = 8
 SAFE_FRACTION = 0.92  # a suggestion must leave this much of the card unused: other processes, spikes
-PRESETS = [("configs/8gb.yaml", 8), ("configs/training_config.yaml", 12), ("configs/16gb.yaml", 16),
-           ("configs/24gb.yaml", 24), ("configs/80gb.yaml", 80)]
-# `ethsft train`'s own flags for settings it has one for (the OOM message is read where train ran)
-TRAIN_FLAGS = {"training.per_device_train_batch_size": "--batch-size",
-               "training.gradient_accumulation_steps": "--gradient-accumulation"}
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One setting to lower: its ``options`` as ``--set`` changes, mildest first, and what it is ``now``."""
-    options: list[dict]
-    now: str
-
-
-def _halvings(value: int, floor: int) -> list[int]:
-    out = []
-    while value > floor:
-        value = max(floor, value // 2)
-        out.append(value)
-    return out
-
-
-def ladder(s: Settings) -> list[Rung]:
-    """The rungs of the guide's order that ``s`` can still take; settings at their floor are left out."""
-    rungs = []
-    if s.data.max_length > MAX_LENGTH_FLOOR:
-        rungs.append(Rung([{"data.max_length": n} for n in _halvings(s.data.max_length, MAX_LENGTH_FLOOR)],
-                          f"now {s.data.max_length}"))
-    micro, accum = s.training.per_device_train_batch_size, s.training.gradient_accumulation_steps
-    if micro > 1:
-        rungs.append(Rung([{"training.per_device_train_batch_size": m,
-                            "training.gradient_accumulation_steps": accum * micro // m} for m in _halvings(micro, 1)],
-                          f"now {micro} x {accum}: same effective batch, less memory per step"))
-    r, alpha = s.lora.r, s.lora.alpha
-    if r > RANK_FLOOR:  # alpha follows r: the adapters' scale alpha / r stays
-        rungs.append(Rung([{"lora.r": n, "lora.alpha": max(1, alpha * n // r)} for n in _halvings(r, RANK_FLOOR)],
-                          f"now r={r}, alpha={alpha}"))
-    if not s.optimization.gradient_checkpointing:
-        rungs.append(Rung([{"optimization.gradient_checkpointing": True}], "now false"))
-    return rungs
-
-
-def format_sets(changes: dict, train_flags: bool = False) -> str:
-    """``changes`` as command-line arguments: ``--set key=value``, or ``ethsft train``'s own flag where it has one
-    and ``train_flags`` asks for them."""
-    def val(v):
-        if isinstance(v, bool):
-            return str(v).lower()
-        if isinstance(v, list):
-            return "[" + ",".join(v) + "]"
-        return str(v)
-
-    return " ".join(f"{TRAIN_FLAGS[k]} {val(v)}" if train_flags and k in TRAIN_FLAGS else f"--set {k}={val(v)}"
-                    for k, v in changes.items())
 
 
 def _with(s: Settings, changes: dict) -> Settings:
@@ -117,15 +56,15 @@ def preset_for(gpu: GPU, s: Settings | None = None, stats: DatasetStats | None =
     from ethsft.config import presets
     from ethsft.config.schema import load_settings
 
-    best = None
-    for path, gb in PRESETS:
-        if gpu.vram_gib >= gb * 0.95:
-            best = path
+    best, best_gb = None, 0
+    for name, gb in PRESET_CARDS.items():  # the largest size the card holds; of one size, the first listed
+        if gpu.vram_gib >= gb * 0.95 and gb > best_gb:
+            best, best_gb = name, gb
     if best is None:
         return None
-    if s is not None and presets.config(Path(best).name).is_file():
+    if s is not None and presets.config(best).is_file():
         try:
-            p = load_settings(presets.config(Path(best).name))
+            p = load_settings(presets.config(best))
         except ConfigError:
             return None
 
@@ -140,7 +79,7 @@ def preset_for(gpu: GPU, s: Settings | None = None, stats: DatasetStats | None =
                 return None
         except ConfigError:
             return None
-    return best
+    return f"configs/{best}"
 
 
 def fit_verdict(s: Settings, gpu: GPU, est: RunEstimate) -> str:

@@ -1,7 +1,7 @@
 """``ethsft doctor``: verify the hardware and software a run needs, as a checklist (✓ ok, ! warning, ✗ broken).
 
 Every check runs on a CPU-only machine too and says what that means. With a config, the predicted peak VRAM
-of that run is set against the card (``ethsft.estimate``). The exit code is 1 when a required check fails.
+of that run is set against the card (``ethsft.planning.estimate``). The exit code is 1 when a required check fails.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ethsft.units import GiB
 from ethsft.config.hf import TRACKERS, usable_report_to  # noqa: F401  (doctor reports them)
 from ethsft.config.schema import Settings
 
@@ -108,10 +109,10 @@ def check_torch_cuda() -> list[Check]:
     for i in range(n):
         props = torch.cuda.get_device_properties(i)
         free, total = torch.cuda.mem_get_info(i)
-        status = "ok" if total / 2**30 >= 7.5 else "warn"
+        status = "ok" if total / GiB >= 7.5 else "warn"
         more = "" if status == "ok" else " (below the 8 GB of the smallest 7B preset)"
         checks.append(Check(status, f"GPU {i}", f"{props.name}, compute capability {props.major}.{props.minor}, "
-                            f"VRAM {total / 2**30:.1f} GB total, {free / 2**30:.1f} GB free{more}"))
+                            f"VRAM {total / GiB:.1f} GB total, {free / GiB:.1f} GB free{more}"))
     if torch.cuda.is_bf16_supported():
         checks.append(Check("ok", "bfloat16", "supported"))
     else:
@@ -193,7 +194,7 @@ def check_deepspeed() -> Check:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 2**30:.1f} GB"
+    return f"{n / GiB:.1f} GB"
 
 
 def check_disk(s: Settings, model_bytes: float | None) -> Check:
@@ -208,7 +209,7 @@ def check_disk(s: Settings, model_bytes: float | None) -> Check:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    need = model_bytes or 15 * 2**30
+    need = model_bytes or 15 * GiB
     cached = (where / f"models--{name.replace('/', '--')}").exists() or Path(name).expanduser().exists()
     if cached:
         return Check("ok", "Disk", f"{_gb(free)} free at {where} (the model is already there)")
@@ -293,7 +294,7 @@ def check_config(s: Settings, label: str, card: float | None = None) -> list[Che
         hint = f"; fits e.g. {cards[0].key} ({cards[0].vram_gib:.0f} GB)" if cards else ""
         return [Check("fail", "Config", f"{what}: needs a CUDA GPU, and this machine has none{hint}")]
     verdict = fit_verdict(s, gpu, est)
-    free = torch.cuda.mem_get_info(0)[0] / 2**30
+    free = torch.cuda.mem_get_info(0)[0] / GiB
     checks = capped + [Check("ok" if verdict.startswith("fits") else "fail", "Config",
                              f"{what} on {gpu.name}: {verdict}")]
     if verdict.startswith("fits") and mem.card_gib > free:

@@ -5,7 +5,7 @@ module of ``ethsft.planning``: ``hardware`` (the GPU table), ``shapes`` (the mod
 ``stats`` (the dataset's token counts), ``memory`` (peak VRAM of a micro-batch), ``speed`` (seconds per step and
 FLOPs per token), this module (the whole run), ``advice`` (what to change when it doesn't fit) and ``report``.
 
-Fitted constants come from H100 measurements of the 7B shape (benchmarks/results/h100_calibration.json,
+Fitted constants come from H100 measurements of the 7B shape (benchmarks/results/calibration_h100_2026-11-25.json,
 2026-11-25); ``benchmarks/estimate_vs_measured.py`` compares the model with them and prints the least-squares
 values (--fit); ``benchmarks/calibrate_estimate.py`` measures a GPU.
 """

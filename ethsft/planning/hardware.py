@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ethsft.config.schema import ConfigError
-
-GiB = 2**30
+from ethsft.units import GiB
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,11 @@ def detect_gpu() -> GPU | None:
 # card leaves PyTorch ~11.5 GiB. "Fits an N GB card" means it ran under a cap of N - CARD_RESERVE_GIB. (The
 # estimate sizes the whole card instead: torch's peak plus the context it measured, memory.CUDA_CONTEXT_GIB.)
 CARD_RESERVE_GIB = 0.5
+
+# The shipped presets (configs/) and the card (GB) each is fitted to; where two fit one size, the first is the one
+# recommended for it (guide_12gb.yaml is the guide's own layout, kept to compare against).
+PRESET_CARDS = {"8gb.yaml": 8, "training_config.yaml": 12, "guide_12gb.yaml": 12, "16gb.yaml": 16, "24gb.yaml": 24,
+                "80gb.yaml": 80}
 
 
 def card_cap_gib(card_gb: float) -> float:

@@ -13,7 +13,7 @@
   transient       the bf16 copy bitsandbytes dequantizes each 4-bit weight into, and its gradient temp
 
 First-principles byte counts; CKPT_LIVE_LAYERS, ALLOCATOR_OVERHEAD and CUDA_CONTEXT_GIB fitted / measured on
-H100 (benchmarks/results/h100_calibration.json, 2026-11-25).
+H100 (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ethsft.config.schema import Settings
-from ethsft.planning.hardware import GiB
+from ethsft.fastpath.switches import fast_path_on, graphed, packed_rows
 from ethsft.planning.shapes import ModelShape, lora_params, targeted
+from ethsft.units import GiB
 
 NF4_BYTES_PER_PARAM = 0.5
 QUANT_CONST_BYTES_PER_PARAM = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}  # double quant on / off
@@ -42,18 +43,18 @@ ACT_REPEAT_KV_BYTES = 4      # padded micro-batches (batch > 1) send a mask to s
 # each adapter's input once per distinct tensor (dropout folded into lora_A: no dropped copy) and, under CUDA
 # graphs, a bool dropout mask per adapter. For Mistral-7B with r 16 on q/v that is 100 KiB per token and layer,
 # as measured on the H100: 0.196 GiB per uncheckpointed 2048-token layer (fit_checkpointing's probes), 54.9 GiB
-# peak for 16,384-token rows with no layer checkpointed (benchmarks/results/h100_bench_graphs.json, b80).
+# peak for 16,384-token rows with no layer checkpointed (benchmarks/results/bench_graphs_h100_2026-11-25.json, b80).
 FAST_ACT_NORM_BYTES = {True: 4, False: 8}  # x hidden, Liger on / off
 FAST_ACT_HIDDEN_BYTES = 4
 FAST_ACT_KV_BYTES = 4
 FAST_ACT_INTERMEDIATE_BYTES = 4
 # Compiled decoder layers (optimization.compile) keep a little more: 0.203 vs 0.196 GiB per uncheckpointed
-# 2048-token layer in one H100 run's probes (benchmarks/results/h100_bench_compile_vs_graphs.json), ~1 byte per
+# 2048-token layer in one H100 run's probes (benchmarks/results/bench_compile_vs_graphs_h100_2026-11-26.json), ~1 byte per
 # token and hidden unit.
 FAST_ACT_COMPILED_HIDDEN_BYTES = 1
 CKPT_INPUT_BYTES = 2         # with checkpointing, each layer keeps only its bf16 input
 # One layer recomputed + its gradients in flight during backward, in layers' worth of saved activations.
-# Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25): the four checkpointed
+# Fitted on H100 measurements (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25): the four checkpointed
 # settings' peaks, least squares.
 CKPT_LIVE_LAYERS = 1.07
 MODEL_IO_HIDDEN_BYTES = 16   # embedding output, final norm (fp32), grads at the model's ends, per token x hidden
@@ -61,7 +62,7 @@ LM_HEAD_TILE_TOKENS = 4096   # TRL's fused LM head: tokens per tile (trl/kernels
 LM_HEAD_TILE_VOCAB = 4096    # vocab columns per tile
 LM_HEAD_BYTES_PER_TOKEN = 24  # per-token log-probs, entropy, top-1, masks (fp32)
 EAGER_SCORE_BYTES = 6        # eager attention keeps heads x seq x seq scores (bf16 + fp32 softmax)
-# Measured on H100 (benchmarks/results/h100_calibration.json, 2026-11-25): peak reserved / peak allocated was
+# Measured on H100 (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25): peak reserved / peak allocated was
 # 1.029-1.041 over the five settings; card memory outside torch's allocator (CUDA context, cuBLAS workspaces,
 # bitsandbytes) 0.75 GiB with torch 2.11 / CUDA 13 (paged optimizer states come on top, counted separately).
 ALLOCATOR_OVERHEAD = 1.04
@@ -111,7 +112,7 @@ def _layer_act_bytes(s: Settings, shape: ModelShape, row_len: int, padded_batch:
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate
     dims = shape.linear_dims()
     mods = targeted(s, shape)
-    if fast_path(s):
+    if packed_rows(s):
         liger = s.optimization.use_liger_kernel not in (False, "false")
         b = (FAST_ACT_NORM_BYTES[liger] + FAST_ACT_HIDDEN_BYTES) * h + FAST_ACT_KV_BYTES * kv \
             + FAST_ACT_INTERMEDIATE_BYTES * i
@@ -183,7 +184,7 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
     biggest = max(a * b for a, b in dims.values())
     parts["dequant buffers"] = (2 * biggest * COMPUTE_BYTES) / GiB if q.load_in_4bit else 0.0
     o = s.optimization
-    if o.fast_path and o.vram_budget_gib and o.gradient_checkpointing:
+    if fast_path_on(s) and o.vram_budget_gib and o.gradient_checkpointing:
         # the fast path leaves layers uncheckpointed while the measured peak stays under budget - margin
         from ethsft.fastpath.checkpointing import FIT_MARGIN_GIB
 
@@ -197,13 +198,3 @@ def estimate_memory(s: Settings, shape: ModelShape, row_len: int | None = None, 
         checkpointed = None
     outside = {"CUDA context": CUDA_CONTEXT_GIB, "paged optimizer": states if paged else 0.0}
     return MemoryEstimate(tokens, rows, parts, outside, checkpointed)
-
-
-def fast_path(s: Settings) -> bool:
-    """The fast path's packed rows: its activation model (here) and GPU rate (``speed``) apply."""
-    return bool(s.optimization.fast_path and s.data.packing)
-
-
-def graphed(s: Settings) -> bool:
-    """Fast-path micro-batches replayed as CUDA graphs: dropout masks saved, launches and dequant cheaper."""
-    return fast_path(s) and bool(s.optimization.cuda_graphs)

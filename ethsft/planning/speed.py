@@ -14,9 +14,9 @@ A micro-batch runs on two streams at once, since CUDA kernel launches are asynch
 
 Each optimizer step adds a fixed cost and one per LoRA tensor.
 
-Fitted on H100 measurements (benchmarks/results/h100_calibration.json, 2026-11-25; 7B shape, NF4, bf16): a
+Fitted on H100 measurements (benchmarks/results/calibration_h100_2026-11-25.json, 2026-11-25; 7B shape, NF4, bf16): a
 checkpointed micro-batch took ~0.57 s whether it held 267 or 2,048 tokens (and 48 micro-batches of 2,048 tokens in
-h100_12gb_seq2048.json averaged ~0.5 s), ~0.37 s without checkpointing, ~0.79 s with LoRA on all seven linears: on
+guide_12gb_seq2048_h100_2026-11-25.json averaged ~0.5 s), ~0.37 s without checkpointing, ~0.79 s with LoRA on all seven linears: on
 an H100 the 7B run is host-bound, so the host constants are fitted (least squares over the steady micro-steps) and
 the device constants are first-principles values that measurement only bounds (the 2,048-token micro-batches imply
 MFU >= ~0.19). Slower cards (RTX 3060: 25.6 TFLOPs, 360 GB/s) are device-bound: there the estimate scales by their
@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ethsft.config.schema import Settings
+from ethsft.fastpath.switches import graphed, packed_rows
 from ethsft.planning.hardware import GPU
-from ethsft.planning.memory import fast_path, graphed
 from ethsft.planning.shapes import ModelShape, lora_params, targeted
 
 MFU = 0.20                     # achieved / peak dense bf16 FLOPs of the 4-bit QLoRA matmuls (first-principles)
@@ -42,13 +42,13 @@ OPTIMIZER_TENSOR_S = 0.000115  # fitted: per LoRA tensor per optimizer step (gra
 
 
 # The fast path's kernels run the GPU at a measured rate: fitted on its two H100 runs in
-# benchmarks/results/h100_bench_graphs.json (b, 2048-token rows, CUDA graphs: 0.48; b80, 16,384-token rows: 0.51),
+# benchmarks/results/bench_graphs_h100_2026-11-25.json (b, 2048-token rows, CUDA graphs: 0.48; b80, 16,384-token rows: 0.51),
 # where MFU above is only a lower bound from host-bound runs. CUDA-graphed steps (optimization.cuda_graphs): a
 # micro-batch is two graph launches, so the host's share is a constant, and the GPU runs the compiled
 # dequantisation.
 FAST_PATH_MFU = 0.50
 GRAPH_HOST_S = 0.005               # measured: two graph launches (~2.3 ms each) and the step's input copies
-FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
+FUSED_DEQUANT_BANDWIDTH_EFF = 0.77  # measured: ethsft.fastpath.nf4.fused_dequantize, 57 us per 4096 x 14336 weight
 
 
 def passes(s: Settings, checkpointed: float | None = None) -> float:
@@ -114,7 +114,7 @@ def estimate_step_time(s: Settings, shape: ModelShape, gpu: GPU, tokens_per_micr
     """One optimizer step of ``tokens_per_micro``-token micro-batches of rows ``row_len`` long."""
     p = passes(s, checkpointed)
     fpt = flops_per_token(shape, row_len / 2, p, lora_params(s, shape), completion_frac)
-    mfu = FAST_PATH_MFU if fast_path(s) else MFU
+    mfu = FAST_PATH_MFU if packed_rows(s) else MFU
     device = p * dequant_pass_s(s, shape, gpu) + tokens_per_micro * fpt / (gpu.bf16_tflops * 1e12 * mfu)
     host = GRAPH_HOST_S if graphed(s) else LAUNCH_OVERHEAD_S + p * host_pass_s(s, shape)
     micro = max(host, device)

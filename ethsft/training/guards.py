@@ -195,9 +195,9 @@ class OverfitWarning(TrainerCallback):
 
 def oom_advice(s) -> list[str]:
     """The next concrete settings to try after CUDA OOM: the mildest step of each rung of the ladder ``ethsft
-    estimate`` also walks (ethsft.planning.advice: sequence length, smaller micro batch with the same effective
-    batch, LoRA rank, gradient checkpointing), as ``ethsft train`` arguments. Settings at their floor are skipped."""
-    from ethsft.planning.advice import format_sets, ladder
+    estimate`` also walks (``oom_ladder``: sequence length, smaller micro batch with the same effective batch, LoRA
+    rank, gradient checkpointing), as ``ethsft train`` arguments. Settings at their floor are skipped."""
+    from ethsft.training.oom_ladder import format_sets, ladder
 
     return [f"{format_sets(rung.options[0], train_flags=True)} ({rung.now})" for rung in ladder(s)]
 
@@ -209,8 +209,9 @@ def oom_message(s, checkpoint: str | None, step: int | None) -> str:
         lines.append(f"Try next: {steps[0]}")
         lines += [f"  then: {x}" for x in steps[1:]]
     else:
-        lines.append("Every setting the guide lists is already at its floor (max_length 512, micro batch 1, "
-                     "LoRA r 8, gradient checkpointing on): use a GPU with more memory.")
+        from ethsft.training.oom_ladder import FLOORS
+
+        lines.append(f"Every setting the guide lists is already at its floor ({FLOORS}): use a GPU with more memory.")
     if checkpoint:
         lines.append(f"The last checkpoint is kept: {checkpoint}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ethsft.config.schema import repo_id_problem
+from ethsft.filenames import CARD_FILE, PLOT_FILE
 from ethsft.model.hub import error_chain, http_status  # read hub errors as model downloads do
 
 # light at import (the config schema checks repo ids with it); the card and redaction load when pushing
@@ -27,8 +28,6 @@ ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 MERGED_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
                    "added_tokens.json", "chat_template.jinja", "chat_template.json")
-PLOT_FILE = "loss_curves.png"  # reporting.PLOT_FILE
-CARD_FILE = "README.md"  # model_card.CARD_FILE
 # a repo id: [namespace/]name, letters, digits, '-', '_', '.', at most 96 characters each, no '--' or '..'
 LOGIN = "run `hf auth login` or set HF_TOKEN"
 

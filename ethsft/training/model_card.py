@@ -13,12 +13,9 @@ from pathlib import Path
 import yaml
 
 from ethsft.data.records import INSTRUCTION
-from ethsft.training.reporting import PLOT_FILE, SUMMARY_FILE, redact, redact_text
+from ethsft.filenames import CARD_FILE, MERGE_FILE, METRICS_FILE, PLOT_FILE, PREPARE_SUMMARY_FILE, SUMMARY_FILE
+from ethsft.training.reporting import redact, redact_text
 
-CARD_FILE = "README.md"
-MERGE_FILE = "ethsft_merge.json"  # what `ethsft merge` writes beside a merged model
-PREPARE_SUMMARY = "prepare_summary.json"  # what `ethsft prepare` writes beside the splits
-METRICS_FILE = "metrics.json"  # what `ethsft evaluate` writes (default folder: <model dir>/eval-<dataset>)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 EXAMPLE_TX = '{"from":"0x..","to":"0x..","value":"0","input":"0xa9059cbb..."}'
 
@@ -85,7 +82,7 @@ def gather(folder: str | Path, kind: str, repo_id: str) -> CardFacts:
         config = _read_json(folder / "adapter_config.json") or {}
         base = config.get("base_model_name_or_path") or (merge or {}).get("base_model") or "unknown"
     dataset_dir = (settings.get("data") or {}).get("dataset_dir")
-    data = _read_json(Path(dataset_dir) / PREPARE_SUMMARY) if dataset_dir else None
+    data = _read_json(Path(dataset_dir) / PREPARE_SUMMARY_FILE) if dataset_dir else None
     metrics, metrics_from, where = find_metrics(folder, run_dir if run_dir != folder else None)
     return CardFacts(kind, repo_id, str(base), run, settings, data, metrics, metrics_from, where == 1,
                      (folder / PLOT_FILE).is_file(), merge)
@@ -158,7 +155,7 @@ def _data_section(f: CardFacts) -> list[str]:
 def _hyperparameters(f: CardFacts) -> list[str]:
     s = f.settings
     if not s:
-        return ["## Training hyperparameters", "", "The training run's settings (run_summary.json) were not found.", ""]
+        return ["## Training hyperparameters", "", f"The training run's settings ({SUMMARY_FILE}) were not found.", ""]
     m, lo, q, t, d, o = (s.get(k) or {} for k in ("model", "lora", "quantization", "training", "data", "optimization"))
     procs = f.run.get("num_processes") or 1
     micro, accum = t.get("per_device_train_batch_size"), t.get("gradient_accumulation_steps")
@@ -225,7 +222,7 @@ def _results(f: CardFacts) -> list[str]:
     elif not mt:
         lines += ["No results were found beside this model.", ""]
     if f.plot:
-        lines += ["![Training and validation loss](loss_curves.png)", ""]
+        lines += [f"![Training and validation loss]({PLOT_FILE})", ""]
     return lines
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ethsft.config.schema import ConfigError
-from ethsft.training.reporting import SUMMARY_FILE
+from ethsft.filenames import SUMMARY_FILE
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last in a checkpoint: a folder without it was cut off mid-save.

@@ -9,9 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ethsft.units import GiB
 from ethsft.config.schema import Settings
 from ethsft.training.guards import TrainingStopped
-from ethsft.training.reporting import LOG_FILE, PLOT_FILE, SUMMARY_FILE, ProgressBar, ProgressReporter, fmt_duration, say
+from ethsft.filenames import LOG_FILE, PLOT_FILE, SUMMARY_FILE
+from ethsft.training.reporting import ProgressBar, ProgressReporter, fmt_duration, say
 
 @dataclass
 class Prepared:
@@ -41,7 +43,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from ethsft.fastpath.runtime import configure_runtime
     from ethsft.training.guards import OverfitWarning, StopGuard
     from ethsft.training.trainer import IntentSFTTrainer
-    from ethsft.config.hf import check, fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
+    from ethsft.config.hf import check, liger_on, lora_config, resolve_precision, sft_config
+    from ethsft.fastpath.switches import fast_path_on, fitted_checkpointing, packed_rows
     from ethsft.model.loading import (check_target_modules, keep_4bit_layout_for_zero3, load_model, load_tokenizer,
                                       memory_gb, model_source)
     from ethsft.training.outputs import check_output_dir, find_resume_checkpoint
@@ -89,13 +92,13 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         say(f"Applying 4-bit quantization ({s.quantization.bnb_4bit_quant_type}, "
             f"double quant {'on' if s.quantization.bnb_4bit_use_double_quant else 'off'})...", log_path, is_main)
     model = load_model(s, precision, source)
-    if s.optimization.fast_path:
+    if fast_path_on(s):
         from ethsft.fastpath.prepare import prepare_model
 
-        prepare_model(model, attention="varlen" if s.data.packing else "as configured", liger=liger_on(s),
+        prepare_model(model, attention="varlen" if packed_rows(s) else "as configured", liger=liger_on(s),
                       compile=s.optimization.compile)
     loaded = memory_gb()
-    footprint = model.get_memory_footprint() / 2**30
+    footprint = model.get_memory_footprint() / GiB
     say(f"Model loaded: {loaded:.1f}GB VRAM" if loaded is not None else f"Model loaded: {footprint:.2f}GB (CPU)",
         log_path, is_main)
 
@@ -128,7 +131,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
         trainer.track_intent_accuracy(intent_records(records.get("validation", [])), s.logging.eval_accuracy_samples,
                                       s.data.system_prompt)
     _finish_trainer(trainer, s, out, is_main, precision)
-    if s.optimization.fast_path:
+    if fast_path_on(s):
         _fast_path(trainer, s, fitted_checkpointing(s), lambda line: say(line, log_path, is_main))
     trainable, total = trainer.model.get_nb_trainable_parameters()
     say(f"Trainable parameters: {trainable:,} ({100 * trainable / total:.2f}% of total)", log_path, is_main)

@@ -15,10 +15,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-LOG_FILE = "training_logs.txt"
-SUMMARY_FILE = "run_summary.json"
-PLOT_FILE = "loss_curves.png"
-
+from ethsft.units import GiB
 
 def fmt_duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -155,7 +152,7 @@ def plot_losses(history: list[dict], path: Path) -> Path | None:
 def peak_vram_gb() -> float | None:
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.max_memory_allocated() / 2**30
+    return torch.cuda.max_memory_allocated() / GiB
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

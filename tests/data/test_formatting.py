@@ -1,184 +1,153 @@
-"""The public formatters in a plain TRL script: with TRL's default ``SFTConfig()`` (``assistant_only_loss=True``
-for ``messages``), the ids and labels SFTTrainer trains on, after its dataset preparation and its collator, are
-exactly ``render()``'s, for the Mistral and the ChatML tokenizer."""
+"""Formatters: exact strings, exact tokens against mistral-common, and the loss mask TRL trains on."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 
 import pytest
 
-from conftest import SMOLLM2_TEMPLATE, make_record
-from ethsft.data.formatting import (load_template, render, to_ids, to_messages, to_prompt_completion, to_text,
-                                    training_template)
+from ethsft.model.embedded import mistral_tokenizer_source
+from ethsft.data.formatting import render, to_messages, to_prompt_completion, to_text
+
+# ChatML (SmolLM2, Qwen): the rendered string, the ids and the loss mask, exactly
+CHATML_RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
+                 "input": '{"from":"0xab","value":"1.5"}', "output": '{"action":"transfer","status":"success"}'}
+SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+PROMPT = ("<|im_start|>system\n" + SYSTEM + "<|im_end|>\n"
+          "<|im_start|>user\nExtract the structured intent from this Ethereum transaction:\n\n"
+          '{"from":"0xab","value":"1.5"}<|im_end|>\n<|im_start|>assistant\n')
+ANSWER = '{"action":"transfer","status":"success"}'
+
+RECORD = {"instruction": "Extract the structured intent from this Ethereum transaction:",
+          "input": ' {"to":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"0"} ',
+          "output": '{"action":"transfer"}\n'}
 
 
-def _records(n: int = 6) -> list[dict]:
-    rng = random.Random(7)
-    records = [make_record(rng) for _ in range(max(n, 3))]
-    records[1] = {**records[1], "input": ""}  # no input: the instruction alone
-    records[2] = {**records[2], "output": records[2]["output"] + "\n\n"}  # stripped like every turn
-    return records[:n]
+def test_prompt_completion_shape():
+    assert to_prompt_completion(RECORD) == {
+        "prompt": [{"role": "user", "content": "Extract the structured intent from this Ethereum transaction:\n\n"
+                                               '{"to":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"0"}'}],
+        "completion": [{"role": "assistant", "content": '{"action":"transfer"}'}],
+    }
+    assert to_messages(RECORD, system="Be brief.")["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
-def _trained(trainer) -> list[tuple[list[int], list[int]]]:
-    """(ids, labels) of each training row as the collator hands them to the model, padding taken off (and checked
-    to carry no loss)."""
-    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
-    batch = trainer.data_collator(rows)
+def test_rendered_text_is_the_mistral_format(tokenizer):
+    text = tokenizer.apply_chat_template(to_messages(RECORD)["messages"], tokenize=False)
+    assert text == ("<s> [INST] Extract the structured intent from this Ethereum transaction:\n\n"
+                    '{"to":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"0"} [/INST] {"action":"transfer"}</s>')
+    with_system = tokenizer.apply_chat_template(to_messages({**RECORD, "input": ""}, system="Be brief.")["messages"],
+                                                tokenize=False)
+    assert with_system == ("<s> [INST] Be brief.\n\nExtract the structured intent from this Ethereum transaction: "
+                           '[/INST] {"action":"transfer"}</s>')
+
+
+def test_formatting_func_text_leaves_bos_to_the_tokenizer(tokenizer):
+    text = to_text(RECORD, tokenizer)
+    assert text.startswith(" [INST] Extract") and text.endswith("</s>")
+    assert tokenizer(text).input_ids == render(RECORD, tokenizer).input_ids
+
+
+def _random_records(n: int) -> list[dict]:
+    rng = random.Random(1234)
+    words = ["transfer", "Ünïcödé", "日本語のテキスト", "emoji 🚀🔥", "naïve café", "  spaced  out ", "tab\there",
+             "line\nbreak", "[INST] nested", "quote \"x\"", "{\"k\": [1, 2]}", "—dash—", "Ελληνικά", "中文 交易"]
     out = []
-    for i, row in enumerate(rows):
-        n = len(row["input_ids"])
-        assert batch["labels"][i, n:].tolist() == [-100] * (batch["labels"].shape[1] - n)
-        out.append((batch["input_ids"][i, :n].tolist(), batch["labels"][i, :n].tolist()))
+    for i in range(n):
+        hexdata = "0x" + "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice([8, 72, 136, 1000])))
+        tx = {"hash": "0x%064x" % rng.getrandbits(256), "input": hexdata, "note": rng.choice(words)}
+        intent = {"action": rng.choice(["swap", "transfer"]), "amount": str(rng.random() * 10 ** rng.randint(0, 20)),
+                  "memo": " ".join(rng.choice(words) for _ in range(rng.randint(0, 4)))}
+        out.append({"instruction": rng.choice(words) + " " + "Extract the intent:",
+                    "input": json.dumps(tx, ensure_ascii=rng.random() < 0.5) if i % 7 else "",
+                    "output": json.dumps(intent, ensure_ascii=rng.random() < 0.5)})
     return out
 
 
-def _trainer(model_path, tokenizer, rows: list[dict], tmp_path, **config):
+@pytest.fixture(scope="module")
+def reference():
+    from mistral_common.protocol.instruct.validator import ValidationMode
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    return MistralTokenizer.from_file(str(mistral_tokenizer_source()), mode=ValidationMode.finetuning)
+
+
+def _reference_ids(reference, record, system=None):
+    from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+    pc = to_prompt_completion(record, system)
+    messages = [SystemMessage(content=system)] if system else []
+    messages += [UserMessage(content=pc["prompt"][-1]["content"]),
+                 AssistantMessage(content=pc["completion"][0]["content"])]
+    return reference.encode_chat_completion(ChatCompletionRequest(messages=messages)).tokens
+
+
+@pytest.mark.parametrize("system", [None, "You are an Ethereum analyst. Answer with JSON only."])
+def test_token_ids_equal_mistral_common(tokenizer, reference, system):
+    records = _random_records(120)
+    for i, record in enumerate(records):
+        ours = render(record, tokenizer, system)
+        expected = _reference_ids(reference, record, system)
+        assert ours.input_ids == expected, f"record {i} differs: {record!r}"
+        assert ours.input_ids[-1] == tokenizer.eos_token_id == 2
+
+
+def test_loss_mask_covers_exactly_the_answer_and_eos(tokenizer):
+    rendered = render(RECORD, tokenizer)
+    prompt_len = len(tokenizer.apply_chat_template(to_prompt_completion(RECORD)["prompt"],
+                                                   add_generation_prompt=True, tokenize=True)["input_ids"])
+    assert rendered.labels[:prompt_len] == [-100] * prompt_len
+    assert rendered.labels[prompt_len:] == rendered.input_ids[prompt_len:]
+    answer = tokenizer.decode(rendered.input_ids[prompt_len:])
+    assert answer == '{"action":"transfer"}</s>'
+    assert "x" in rendered.pretty(tokenizer).splitlines()[-1]  # the EOS row is marked as trained
+
+
+def test_trl_tokenizes_our_prompt_completion_identically(tokenizer, tiny_model_path, tmp_path):
+    """Handing TRL the raw prompt/completion rows gives the same ids and labels as ethsft's render()."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    return SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_path), processing_class=tokenizer,
-                      train_dataset=Dataset.from_list(rows),
-                      # bf16 off: SFTConfig's default needs a GPU; no setting that decides the labels is changed
-                      args=SFTConfig(output_dir=str(tmp_path), bf16=False, **config))
+    records = _random_records(12)
+    ds = Dataset.from_list([to_prompt_completion(r) for r in records])
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=ds,
+                         args=SFTConfig(output_dir=str(tmp_path), max_length=None, report_to="none", bf16=False))
+    for row, record in zip(trainer.train_dataset, records):
+        ours = render(record, tokenizer)
+        assert row["input_ids"] == ours.input_ids
+        assert row["labels"] == ours.labels
 
 
-@pytest.fixture(params=["mistral", "chatml"])
-def case(request, tokenizer, tiny_model_path, chatml_tokenizer, chatml_model_path):
-    """(tokenizer, model path, system prompt) for each chat template family; a copy of the tokenizer, since a test
-    may set its chat template."""
-    if request.param == "mistral":
-        return copy.deepcopy(tokenizer), tiny_model_path
-    return copy.deepcopy(chatml_tokenizer), chatml_model_path
+def ids(tok, text):
+    return tok(text, add_special_tokens=False).input_ids
 
 
-@pytest.mark.parametrize("system", [None, "Answer with JSON only."])
-def test_prompt_completion_with_default_sftconfig_trains_renders_labels(case, system, tmp_path):
-    tok, model_path = case
-    records = _records()
-    trainer = _trainer(model_path, tok, [to_prompt_completion(r, system) for r in records], tmp_path)
-    for (ids, labels), record in zip(_trained(trainer), records):
-        ours = render(record, tok, system)
-        assert (ids, labels) == (ours.input_ids, ours.labels)
-
-
-def test_ids_with_default_sftconfig_train_renders_labels(case, tmp_path):
-    tok, model_path = case
-    records = _records()
-    rows = [to_ids(r, tok) for r in records]
-    assert set(rows[0]) == {"input_ids", "labels"}
-    trainer = _trainer(model_path, tok, rows, tmp_path)
-    for (ids, labels), record in zip(_trained(trainer), records):
-        ours = render(record, tok)
-        assert (ids, labels) == (ours.input_ids, ours.labels)
-        assert -100 in labels and labels[-1] != -100  # the prompt is left out, the answer's end trained
-
-
-def test_messages_with_assistant_only_loss_and_the_training_template_train_renders_labels(case, tmp_path):
-    from trl.chat_template_utils import is_chat_template_stop_token_trained
-
-    tok, model_path = case
-    own = tok.chat_template
-    tok.chat_template = training_template(tok)
-    assert is_chat_template_stop_token_trained(tok)  # TRL's check: the end-of-turn token is trained
-    records = _records()
-    trainer = _trainer(model_path, tok, [to_messages(r) for r in records], tmp_path, assistant_only_loss=True)
-    tok.chat_template = own
-    for (ids, labels), record in zip(_trained(trainer), records):
-        ours = render(record, tok)
-        assert (ids, labels) == (ours.input_ids, ours.labels)
-
-
-def test_text_trains_every_token_as_render_of_the_text_shows(case, tmp_path):
-    """to_text is TRL's language-modeling form: the loss falls on every token, prompt included."""
-    tok, model_path = case
-    records = _records(3)
-    trainer = _trainer(model_path, tok, [{"text": to_text(r, tok)} for r in records], tmp_path)
-    for (ids, labels), record in zip(_trained(trainer), records):
-        ours = render({"text": to_text(record, tok)}, tok)
-        assert (ids, labels) == (ours.input_ids, ours.labels) and labels == ids
-
-
-def test_chatml_completion_is_everything_after_the_generation_prompt(chatml_tokenizer):
-    """The answer, <|im_end|> and the newline after it: what TRL's prompt/completion path trains."""
+def test_chatml_render_keeps_smollm2s_default_system_message(chatml_tokenizer):
     tok = chatml_tokenizer
-    record = _records(1)[0]
-    rendered = render(record, tok)
+    rendered = render(CHATML_RECORD, tok)
+    assert rendered.text == PROMPT + ANSWER + "<|im_end|>\n"
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert rendered.input_ids == ids(tok, PROMPT) + ids(tok, ANSWER) + [im_end] + ids(tok, "\n")
+
+
+def test_chatml_loss_falls_on_the_answer_im_end_and_the_newline_after_it(chatml_tokenizer):
+    """Everything after the generation prompt, as TRL's prompt/completion path trains it: the newline after
+    <|im_end|> too (template layout the model then learns to write after its end-of-turn)."""
+    tok = chatml_tokenizer
+    rendered = render(CHATML_RECORD, tok)
+    n_prompt, n_answer = len(ids(tok, PROMPT)), len(ids(tok, ANSWER))
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert rendered.labels == [-100] * n_prompt + ids(tok, ANSWER) + [im_end] + ids(tok, "\n")
     trained = [t for t, m in zip(rendered.input_ids, rendered.loss_mask) if m]
-    assert tok.decode(trained) == record["output"] + "<|im_end|>\n"
-    assert rendered.loss_mask[-1]
+    assert tok.decode(trained) == ANSWER + "<|im_end|>\n"
+    assert rendered.loss_mask.count(True) == n_answer + 1 + len(ids(tok, "\n"))
 
 
-def test_training_template_matches_the_tokenizers_own(tokenizer, chatml_tokenizer):
-    assert training_template(tokenizer) == load_template("mistral_instruct_training")
-    assert training_template(chatml_tokenizer) == load_template("chatml_training")
-    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    for tok in (tokenizer, chatml_tokenizer):
-        for prompt in (False, True):
-            assert (tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
-                    == tok.apply_chat_template(messages, chat_template=training_template(tok), tokenize=False,
-                                               add_generation_prompt=prompt))
-
-
-def test_training_template_refuses_a_template_it_does_not_ship(chatml_tokenizer):
-    tok = copy.deepcopy(chatml_tokenizer)
-    tok.chat_template = SMOLLM2_TEMPLATE.replace("named SmolLM", "named Other")
-    with pytest.raises(ValueError) as e:
-        training_template(tok)
-    assert str(e.value) == (
-        "training_template: the tokenizer's chat template renders like none ethsft ships (Mistral Instruct "
-        "(mistral_instruct_training), ChatML (SmolLM2) (chatml_training)); wrap each assistant turn of your "
-        "template, from after the generation prompt through the end-of-turn, in {% generation %} ... "
-        "{% endgeneration %}, or see TRL's trl.chat_template_utils.get_training_chat_template")
-
-
-def test_render_shows_every_trl_format(tokenizer):
-    """render takes TRL's rows as they are: plain prompt/completion (completion + EOS trained) and multi-turn
-    messages (each assistant turn with its end-of-turn token trained, nothing else)."""
-    tok = tokenizer
-    plain = render({"prompt": "Intent of tx 0xab:", "completion": ' {"action":"swap"}'}, tok)
-    assert plain.input_ids == tok("Intent of tx 0xab: {\"action\":\"swap\"}</s>").input_ids
-    assert tok.decode([t for t, m in zip(plain.input_ids, plain.loss_mask) if m]) == '{"action":"swap"}</s>'
-    text = to_text(_records(1)[0], tok)
-    assert render(text, tok) == render({"text": text}, tok)  # a plain string is a text row
-    assert render(text, tok).labels == tok(text).input_ids  # every token: BOS, prompt, answer and </s>
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": json.dumps({"x": 1})},
-             {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
-    rendered = render({"messages": turns}, tok)
-    mask, spans = rendered.loss_mask, []
-    for i, t in enumerate(rendered.input_ids):
-        if mask[i] and i and mask[i - 1]:
-            spans[-1].append(t)
-        elif mask[i]:
-            spans.append([t])
-    assert [tok.decode(span) for span in spans] == ['{"x": 1}</s>', "c</s>"]
-
-
-def test_multi_turn_messages_render_as_trls_assistant_only_loss_trains_them(case, tmp_path):
-    """ethsft's own training of a ``messages`` dataset (render's labels) equals TRL's assistant_only_loss with the
-    training template: every assistant turn with its end-of-turn (and ChatML's newline), nothing else."""
-    tok, model_path = case
-    conversations = [{"messages": [
-        {"role": "system", "content": "Answer with JSON only."},
-        {"role": "user", "content": f"{r['instruction']}\n\n{r['input']}"},
-        {"role": "assistant", "content": r["output"]},
-        {"role": "user", "content": "Again, please."},
-        {"role": "assistant", "content": r["output"]}]} for r in _records(3)]
-    tok.chat_template = training_template(tok)
-    trainer = _trainer(model_path, tok, conversations, tmp_path, assistant_only_loss=True)
-    for (ids, labels), row in zip(_trained(trainer), conversations):
-        ours = render(row, tok)
-        assert (ids, labels) == (ours.input_ids, ours.labels)
-        starts = [i for i, label in enumerate(labels) if label != -100 and (i == 0 or labels[i - 1] == -100)]
-        assert len(starts) == 2 and labels[-1] != -100  # the two assistant turns, the last one to the row's end
-
-
-def test_render_names_the_keys_of_a_row_no_format_matches(tokenizer):
-    with pytest.raises(ValueError) as e:
-        render({"question": "q", "answer": "a"}, tokenizer)
-    assert str(e.value) == ("render: a row's keys (question, answer) make none of TRL's dataset formats "
-                            "(instruction/input/output, prompt/completion, messages or text)")
+def test_chatml_explicit_system_prompt_replaces_the_default(chatml_tokenizer):
+    rendered = render(CHATML_RECORD, chatml_tokenizer, system="Answer in JSON.")
+    assert rendered.text.startswith("<|im_start|>system\nAnswer in JSON.<|im_end|>\n<|im_start|>user\n")
+    assert SYSTEM not in rendered.text

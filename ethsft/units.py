@@ -1,0 +1,3 @@
+"""Units shared by memory figures: one definition, imported wherever bytes become GiB."""
+
+GiB = 2**30
