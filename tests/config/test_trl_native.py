@@ -194,3 +194,11 @@ def test_a_deepspeed_file_that_is_missing_or_not_json_is_refused_before_loading(
     assert result.exit_code == 2
     assert f"Error: --deepspeed {broken}: not a readable DeepSpeed JSON (Expecting property name enclosed in double " \
            "quotes: line 1 column 2 (char 1))" in result.output
+
+
+def test_the_configuration_page_holds_the_generated_key_reference():
+    from ethsft.config.schema import reference_markdown
+
+    page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    generated = page.split("`tests/config/test_trl_native.py` keeps this page equal to it).\n\n", 1)[1]
+    assert generated == reference_markdown(), "regenerate docs/configuration.md's key tables"

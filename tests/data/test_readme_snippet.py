@@ -24,3 +24,10 @@ def test_the_readme_script_runs_as_written(form, tmp_path, monkeypatch, capsys, 
     assert first["labels"] == scope["render"](scope["records"][0], scope["tokenizer"]).labels
     eos_rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("'</s>'")]
     assert len(eos_rows) == 1 and "  x " in eos_rows[0]  # the pretty table: the EOS row is trained
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/formatters.md"])
+def test_the_pages_show_the_script_that_runs(page):
+    text = (REPO / page).read_text(encoding="utf-8")
+    shown = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert shown == SNIPPET.read_text(encoding="utf-8"), f"{page} shows another script than {SNIPPET.name}"
