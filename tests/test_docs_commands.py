@@ -36,11 +36,30 @@ EXCEPTIONS = {
     "doctor": ("judges a GPU machine and the 7B model's shape from the Hub", "tests/planning/test_doctor.py"),
     "estimate": ("reads the 7B model's config and tokenizer from the Hub", "tests/planning/test_estimate.py"),
     "tune": ("20 trainings of the 7B model", "tests/experiments/test_tune.py"),
-    "accelerate": ("several GPUs", "tests/test_distributed.py"),
-    "deepspeed": ("several GPUs", "tests/test_distributed.py"),
+    "accelerate": ("several GPUs", "tests/test_packaging.py"),
+    "deepspeed": ("several GPUs", "tests/test_packaging.py"),
     "export": ("sets the Hub token", "tests/training/test_hub_push.py"),
 }
 SHELL_VARS = {"W": "scratch"}  # docs/scaling.md's work folder
+# flags naming a user's own files: the command is parsed, not run; the test that runs it on files of its own
+USER_FILES = {"--transactions": "tests/eth/test_etl_join.py", "--abi": "tests/eth/test_user_data.py",
+              "--tokens": "tests/eth/test_user_data.py"}
+SHIPPED = re.compile(r"\$\(ethsft presets --path (\S+)\)")  # a launch file named through the installed package
+
+
+def launch_file(value: str) -> Path:
+    """The file a launcher's --config_file / --deepspeed value names: a shipped one through `ethsft presets`."""
+    from ethsft.config.presets import resolve_deepspeed_path
+
+    named = SHIPPED.fullmatch(value)
+    if named:
+        from ethsft.cli import cli
+
+        result = CliRunner().invoke(cli, ["presets", "--path", named.group(1)])
+        assert result.exit_code == 0, result.output
+        return Path(result.output.strip())
+    path = REPO / value
+    return path if path.is_file() else resolve_deepspeed_path(value)
 
 
 def shell_blocks(path: Path) -> list[tuple[int, str]]:
@@ -90,6 +109,8 @@ def ethsft_args(ws: list[str]) -> list[str] | None:
         return ws[1:]
     if "-m" in ws and ws[ws.index("-m") + 1] == "ethsft.train":
         return ["train", *ws[ws.index("-m") + 2:]]
+    if "--module" in ws and ws[ws.index("--module") + 1] == "ethsft.train":  # the deepspeed launcher
+        return ["train", *ws[ws.index("--module") + 2:]]
     if "launch/train.py" in ws:
         return ["train", *ws[ws.index("launch/train.py") + 1:]]
     return None
@@ -137,7 +158,7 @@ def test_every_command_is_run_here_or_excepted():
 
 
 def test_each_exception_names_a_test_that_runs_it_on_the_tiny_model():
-    for command, (_, test) in EXCEPTIONS.items():
+    for command, (_, test) in {**EXCEPTIONS, **{f: ("", t) for f, t in USER_FILES.items()}}.items():
         assert (REPO / test).is_file(), f"{command}: {test} does not exist"
 
 
@@ -155,7 +176,7 @@ def test_data_commands_run_as_written_and_train_resolves_on_their_data(tmp_path,
         args = ethsft_args(ws)
         if args is None:
             continue
-        if ws[0] == "ethsft" and args[0] in RUN:
+        if ws[0] == "ethsft" and args[0] in RUN and not set(USER_FILES) & set(args):
             if args[0] == "train":
                 if "--dataset" in args and not Path(args[args.index("--dataset") + 1]).exists():
                     continue  # a Hub dataset id: parsed below, run offline by tests/data/test_sources.py
@@ -175,7 +196,7 @@ def test_every_ethsft_command_shown_parses(where, cmd, tmp_path, monkeypatch):
     ws = words(cmd)
     for flag in ("--config_file", "--deepspeed"):
         if ws[0] in ("accelerate", "deepspeed") and flag in ws:
-            assert (REPO / ws[ws.index(flag) + 1]).is_file(), f"{where}: {ws[ws.index(flag) + 1]} not found"
+            assert launch_file(ws[ws.index(flag) + 1]).is_file(), f"{where}: {ws[ws.index(flag) + 1]} not found"
     args = ethsft_args(ws)
     monkeypatch.chdir(tmp_path)
     if args[0] == "push":  # its --output must exist: the run folder it pushes
