@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ethsft.experiments.demo import run_demo
-
 
 @click.command("demo")
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
@@ -17,5 +15,7 @@ from ethsft.experiments.demo import run_demo
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
 def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
     """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
+    from ethsft.experiments.demo import run_demo
+
     run_demo(output, rows, config_path, eval_samples, seed, sets)
 

@@ -12,9 +12,7 @@ import click
 
 from ethsft.config.schema import ConfigError, Settings, load_settings
 from ethsft.data.records import DataError
-from ethsft.training.guards import TrainingStopped
 from ethsft.training.hub_push import HubPushError
-from ethsft.training.recipe import run
 
 # Guide flag -> schema key. Everything else goes through --set section.key=value.
 FLAG_KEYS = {
@@ -115,6 +113,9 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
         click.echo(redact_text(text))
         return
+    from ethsft.training.guards import TrainingStopped  # torch and transformers: not for `ethsft --help`
+    from ethsft.training.recipe import run
+
     try:
         run(settings, resume_from_checkpoint, deepspeed_config)
     except (ConfigError, DataError) as e:
