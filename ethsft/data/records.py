@@ -18,8 +18,10 @@ class DataError(ValueError):
     go to rejects.jsonl.)"""
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Read and check an instruction JSONL file: every line a JSON object with string instruction/input/output."""
+def read_records(path: str | Path, allow_empty: bool = False) -> list[dict]:
+    """Read and check an instruction JSONL file: every line a JSON object with string instruction/input/output.
+    An empty file is an error unless ``allow_empty`` (an optional split: `prepare --split 0.8 0.2 0` writes an
+    empty test.jsonl, which training does without)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -43,7 +45,7 @@ def read_records(path: str | Path) -> list[dict]:
                                 f"got {type(record).__name__}")
             check_record(record, f"{path}:{lineno}")
             records.append(record)
-    if not records:
+    if not records and not allow_empty:
         raise DataError(f"{path}: empty split file; expected JSONL records with instruction, input, output")
     return records
 
