@@ -96,15 +96,15 @@ def files_to_push(folder: str | Path, kind: str) -> list[str]:
 
 
 def is_generated_card(path: Path) -> bool:
-    """A model card that a tool wrote: ethsft's (tag ``ethsft``) or transformers/TRL's (``generated_from_trainer``).
-    Anything else named README.md is the user's."""
+    """A model card that a tool wrote: ethsft's (tag ``ethsft``), TRL's (``trl``) or transformers'
+    (``generated_from_trainer``). Anything else named README.md is the user's."""
     from huggingface_hub import metadata_load
 
     try:
         tags = (metadata_load(path) or {}).get("tags") or []
     except Exception:  # not a front matter a card has: someone's own text
         return False
-    return isinstance(tags, list) and bool({"ethsft", "generated_from_trainer"} & set(map(str, tags)))
+    return isinstance(tags, list) and bool({"ethsft", "trl", "generated_from_trainer"} & set(map(str, tags)))
 
 
 def card_path(folder: Path) -> Path:
