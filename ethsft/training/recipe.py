@@ -45,6 +45,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from ethsft.config.hf import fitted_checkpointing, liger_on, lora_config, resolve_precision, sft_config
     from ethsft.model.loading import keep_4bit_layout_for_zero3, load_model, load_tokenizer, memory_gb, model_source
     from ethsft.training.outputs import find_resume_checkpoint
+    from ethsft.training.resume import check_resumable
     from ethsft.training.run_folder import claim
 
     # --- seed, output folder, resume point -------------------------------------------------------------
@@ -55,6 +56,8 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     configure_runtime()  # e.g. cuDNN SDPA off: it rebuilds a plan for every new sequence length
     out = Path(s.training.output_dir)
     resume = find_resume_checkpoint(out, resume_from_checkpoint)
+    if resume is not None:
+        check_resumable(resume, s)
     lock = claim(s.training.output_dir, s.training.overwrite, resume,
                  {"the dataset": s.data.dataset_dir, "the base model": s.model.base_model,
                   "the checkpoint": resume and str(resume)}) if is_main else None
