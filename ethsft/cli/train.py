@@ -113,6 +113,12 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
         click.echo(redact_text(text))
         return
+    from ethsft.training.run_folder import refuse_busy
+
+    try:
+        refuse_busy(settings.training.output_dir)  # before torch loads: a second run into a busy folder stops at once
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
     from ethsft.training.guards import TrainingStopped  # torch and transformers: not for `ethsft --help`
     from ethsft.training.recipe import run
 

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from ethsft.config.schema import ConfigError
-from ethsft.training.reporting import LOG_FILE, PLOT_FILE, SUMMARY_FILE
 
+# reporting's LOG_FILE, SUMMARY_FILE, PLOT_FILE: named here so that the CLI can check the lock before torch loads
+LOG_FILE, SUMMARY_FILE, PLOT_FILE = "training_logs.txt", "run_summary.json", "loss_curves.png"
 MARKER = "ethsft_run.json"
 LOCK = ".ethsft.lock"
 # Everything a training run (and `ethsft push` of it) writes at the top of its folder. A README.md counts only
@@ -114,6 +115,14 @@ class RunLock:
 def _inside(path: Path, folder: Path) -> bool:
     path, folder = path.resolve(), folder.resolve()
     return path == folder or path.is_relative_to(folder)
+
+
+def refuse_busy(output_dir: str) -> None:
+    """Raise RunFolderBusy when a live run holds ``output_dir``: what `ethsft train` asks first, before loading
+    torch, so that a second run stops within seconds."""
+    held = holder(Path(output_dir)) if output_dir.strip() else None
+    if held is not None:
+        raise _busy(Path(output_dir), held)
 
 
 def claim(output_dir: str, overwrite: bool, resume: Path | None, inputs: dict[str, str | None]) -> RunLock:
