@@ -109,6 +109,25 @@ def _prompt_tail(tokenizer, system: str | None) -> int:
     return n
 
 
+def fit_prompt(ids: list[int], tokenizer, max_length: int, overlong: str, where: str) -> list[int]:
+    """A generation prompt of at most ``max_length`` tokens, by training's rule (``data.overlong``): ``truncate`` cuts
+    its middle, keeping its start (the instruction) and its end (the assistant marker); ``drop`` refuses it
+    (DataError). A model is never handed more than it trained on."""
+    if len(ids) <= max_length:
+        return ids
+    if overlong == "drop":
+        raise DataError(f"{where}: {len(ids)} tokens, longer than data.max_length={max_length}, and data.overlong is "
+                        "'drop'; shorten it")
+    tail = _prompt_tail(tokenizer, None)
+    if max_length < tail + 1:
+        raise DataError(f"{where}: {len(ids)} tokens; data.max_length={max_length} leaves no room for its text")
+    from ethsft.config.schema import notice
+
+    keep_end = tail + (max_length - tail) // 2
+    notice(f"{where}: {len(ids)} tokens cut in the middle to data.max_length={max_length} (data.overlong: truncate)")
+    return ids[:max_length - keep_end] + ids[len(ids) - keep_end:]
+
+
 def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: str, system: str | None,
                    split: str):
     """Records -> a ``datasets.Dataset`` of ``input_ids`` + ``completion_mask`` that SFTTrainer trains on as is.

@@ -35,6 +35,7 @@ class LoadedModel(NamedTuple):
     base_model: str  # what the weights came from (the base for an adapter, else the model dir itself)
     adapter: str | None
     system_prompt: str | None  # the training run's data.system_prompt, when the run summary says
+    limit: tuple[int, str] = (2048, "truncate")  # the run's (data.max_length, data.overlong): the longest prompt
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -73,6 +74,8 @@ def _locate(name: str, what: str) -> str:
         return embedded.resolve(f"{embedded.EMBEDDED_PREFIX}{path.name}")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"{what} not found: {name}")
+    if path.parent != Path(".") and path.parent.is_dir():  # runs/nope with runs/ here: a folder, not a Hub id
+        raise ModelLoadError(f"{what} folder not found: {name} ({path.parent}/ has no {path.name})")
     return name  # a hub id
 
 
@@ -193,7 +196,8 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
             raise ModelLoadError(f"adapter {adapter} does not fit base model {source}: {str(e)[:500]}") from None
     model.eval()
     model.config.use_cache = True  # training turned it off; generation needs the KV cache
-    return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt)
+    return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt,
+                       (settings.data.max_length, settings.data.overlong))
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -309,6 +313,6 @@ def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, 
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     with stop if stop is not None else contextlib.nullcontext():
         texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
-                               max_new_tokens, batch_size, progress, stop=stop)
+                               max_new_tokens, batch_size, progress, limit=loaded.limit, stop=stop)
     return [{"input": r["input"], "intent": parse_intent(t), "raw": t} for r, t in zip(records, texts)]
 
