@@ -33,14 +33,18 @@ def invoke(*args):
     return CliRunner().invoke(merge, ["--dtype", "float32", *args])
 
 
+def refused(adapter, output, kept, message: str) -> None:
+    """merge --overwrite into ``output`` fails with ``message``, and every file under ``kept`` survives as it was."""
+    before = checksums(kept)
+    result = invoke("--adapter", str(adapter), "--output", str(output), "--overwrite")
+    assert (result.exit_code, result.output) == (1, f"Error: {message}\n")
+    assert checksums(kept) == before
+
+
 def test_output_holding_the_adapter_is_refused(adapter):
     parent = adapter.parent
     (parent / "notes.txt").write_text("mine\n")
-    before = checksums(parent)
-    result = invoke("--adapter", str(adapter), "--output", str(parent), "--overwrite")
-    assert result.exit_code == 1
-    assert result.output == f"Error: --output {parent} holds the adapter {adapter}; choose a folder outside it\n"
-    assert checksums(parent) == before
+    refused(adapter, parent, parent, f"--output {parent} holds the adapter {adapter}; choose a folder outside it")
 
 
 def test_output_inside_the_adapter_is_refused(adapter):
@@ -55,11 +59,8 @@ def test_overwrite_replaces_only_an_earlier_merge(adapter, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "config.json").write_text("{}")
-    before = checksums(mine)
-    result = invoke("--adapter", str(adapter), "--output", str(mine), "--overwrite")
-    assert result.output == (f"Error: --overwrite: {mine} is not an `ethsft merge` output (no ethsft_merge.json "
-                             "listing its files), so it is kept; choose another --output\n")
-    assert checksums(mine) == before
+    refused(adapter, mine, mine, f"--overwrite: {mine} is not an `ethsft merge` output (no ethsft_merge.json listing "
+                                 "its files), so it is kept; choose another --output")
 
     out = tmp_path / "merged"
     assert invoke("--adapter", str(adapter), "--output", str(out)).exit_code == 0
@@ -67,10 +68,7 @@ def test_overwrite_replaces_only_an_earlier_merge(adapter, tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not drwx------
     (out / "notes.txt").write_text("mine\n")
-    before = checksums(out)
-    result = invoke("--adapter", str(adapter), "--output", str(out), "--overwrite")
-    assert result.output == (f"Error: --overwrite: {out} holds notes.txt, which `ethsft merge` did not write, so it "
-                             "is kept; move it away or choose another --output\n")
-    assert checksums(out) == before
+    refused(adapter, out, out, f"--overwrite: {out} holds notes.txt, which `ethsft merge` did not write, so it is "
+                               "kept; move it away or choose another --output")
     (out / "notes.txt").unlink()
     assert invoke("--adapter", str(adapter), "--output", str(out), "--overwrite").exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import shutil
 
 import pytest
@@ -15,21 +16,17 @@ SHORT = ("training.max_steps=2", "logging.save_steps=2", "logging.eval_steps=2",
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A 2-step tiny run with its checkpoint-2, and the dataset it trained on."""
-    import random
-
+    """A 2-step tiny run with its checkpoint-2, and the dataset (train split only) it trained on."""
     from conftest import make_record, write_split
 
     from ethsft.training.recipe import run
 
-    root = tmp_path_factory.mktemp("resume")
-    rng = random.Random(0)
-    data = root / "datasets"
+    data = tmp_path_factory.mktemp("resume") / "datasets"
     data.mkdir()
-    for split, n in (("train", 16), ("validation", 8)):
-        write_split(data / f"{split}.jsonl", [make_record(rng) for _ in range(n)])
-    run(tiny_settings(data, root / "run", *SHORT))
-    return root / "run", data
+    rng = random.Random(0)
+    write_split(data / "train.jsonl", [make_record(rng) for _ in range(16)])
+    run(tiny_settings(data, data.parent / "run", *SHORT))
+    return data.parent / "run", data
 
 
 @pytest.fixture
