@@ -11,8 +11,8 @@ from pathlib import Path
 from ethsft.config.schema import ConfigError, Settings
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-# torch.save writes zip archives; transformers writes these with it in every checkpoint (DeepSpeed: the optimizer
-# goes into global_step*/ instead, and rng_state_<rank>.pth under several processes)
+# torch.save writes zip archives; transformers writes these with it in every checkpoint (DeepSpeed: the optimizer,
+# and its own scheduler, go into global_step*/ instead; rng_state_<rank>.pth under several processes)
 STATE_FILES = {"optimizer.pt": "optimizer state", "scheduler.pt": "learning-rate scheduler state",
                "rng_state.pth": "RNG state"}
 
@@ -24,7 +24,7 @@ def check_resumable(checkpoint: Path, s: Settings) -> None:
     _check_adapter(checkpoint, where)
     deepspeed = any(checkpoint.glob("global_step*"))
     for name, what in STATE_FILES.items():
-        if name == "optimizer.pt" and deepspeed:
+        if name != "rng_state.pth" and deepspeed and not (checkpoint / name).is_file():
             continue
         found = sorted(checkpoint.glob("rng_state*.pth")) if name == "rng_state.pth" else [checkpoint / name]
         if not found or not found[0].is_file():
