@@ -6,7 +6,6 @@ import os
 import warnings
 
 import click
-import torch
 
 from ethsft.cli.bench import main as bench
 from ethsft.cli.demo import main as demo
@@ -22,16 +21,24 @@ from ethsft.cli.train import main as train
 @click.version_option(package_name="ethsft")
 def cli():
     """Fine-tune chat LLMs (QLoRA) to extract the structured intent of Ethereum transactions."""
+    quiet_cpu_deepspeed()  # here, not at import: `ethsft --help` must not pay for importing torch
 
 
 # peft still asks models `is_gradient_checkpointing`, which transformers 5.2x renamed: a warning for peft's
 # maintainers, not for someone training
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-# DeepSpeed (imported by transformers/accelerate when installed) warns "Setting accelerator to CPU. If you have GPU
-# ... we were unable to detect it" on every CPU-only command. Where torch sees no accelerator either, say CPU up front.
-if "DS_ACCELERATOR" not in os.environ and not torch.accelerator.is_available():
-    os.environ["DS_ACCELERATOR"] = "cpu"
+
+def quiet_cpu_deepspeed() -> None:
+    """DeepSpeed (imported by transformers/accelerate when installed) warns "Setting accelerator to CPU. If you have
+    GPU ... we were unable to detect it" on every CPU-only command. Where torch sees no accelerator either, say CPU up
+    front."""
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.accelerator.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"
+
 
 for command in (demo, synth, prepare, train, evaluate, infer, merge, push, doctor, estimate, tune, bench, presets):
     cli.add_command(command)

@@ -30,7 +30,10 @@ from ethsft.planning.hardware import PRESET_CARDS
 def main(model_shape, modes, vram, steps, warmup, samples, out, isolate, mode_timeout, cap, peak_tflops):
     """Benchmark the guide's settings (a), TRL's best built-in setup (a') and ethsft's fast path (b)."""
     from ethsft.experiments.bench import parse_modes, run_bench
+    from ethsft.model.embedded import SHAPES
 
+    if model_shape not in SHAPES:
+        raise click.ClickException(f"--model-shape {model_shape!r}: choose one of {', '.join(SHAPES)}")
     try:
         parse_modes(modes)
         if cap not in ("auto", "none"):
@@ -38,8 +41,12 @@ def main(model_shape, modes, vram, steps, warmup, samples, out, isolate, mode_ti
     except ValueError as e:
         raise click.UsageError(str(e) if "mode" in str(e) or "preset" in str(e)
                                else f"--cap {cap!r}: give auto, none or a number of GiB") from None
-    run_bench(model_shape, modes, vram, warmup, steps, samples, out, isolate, mode_timeout, peak_tflops,
-              echo=click.echo, cap=cap)
+    report = run_bench(model_shape, modes, vram, warmup, steps, samples, out, isolate, mode_timeout, peak_tflops,
+                       echo=click.echo, cap=cap)
+    failed = [r["mode"] for r in report["modes"] if r.get("error")]
+    if failed:
+        click.echo(f"ethsft bench: {len(failed)} of {len(report['modes'])} modes failed ({', '.join(failed)})", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

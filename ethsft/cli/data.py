@@ -68,6 +68,9 @@ def synth(rows, output, seed, mix):
     """Generate a realistic synthetic decoded.csv (real tokens, selectors and calldata)."""
     import os
 
+    from ethsft.cli.paths import check_output
+
+    check_output(output)  # before any row is generated
     ext = os.path.splitext(output)[1].lower()
     if ext not in (".csv", ".jsonl", ".parquet"):
         raise click.BadParameter(f"unsupported format {ext or '(none)'!r} (use .csv, .jsonl or .parquet)",

@@ -63,7 +63,10 @@ def evaluate(model, dataset, base_model, load_in_4bit, batch_size, max_new_token
     from ethsft.evaluation.metrics import format_table
     from ethsft.evaluation.stopping import SignalStop, StopRequested
 
-    out = Path(output) if output else default_output(model, dataset)
+    from ethsft.cli.paths import check_output
+
+    out = Path(output) if output is not None else default_output(model, dataset)
+    check_output(output if output is not None else out, folder=True)  # before the model loads and generates
     stop = SignalStop()  # on while generating only: a signal while the model loads ends the process as usual
     try:
         metrics = evaluate_model(model, dataset, batch_size, max_new_tokens, load_in_4bit, base_model, out,
@@ -115,6 +118,10 @@ def infer(model, transactions, files, row, base_model, load_in_4bit, batch_size,
             records = [records[row - 1]]
         if not records:
             raise click.UsageError("nothing to infer: pass a JSON transaction, '-' for stdin, or --file")
+        if output is not None:
+            from ethsft.cli.paths import check_output
+
+            check_output(output)  # before the model loads and generates
         loaded = load_for_inference(model, load_in_4bit=load_in_4bit, base_model=base_model)
         results = predict(loaded, records, batch_size, max_new_tokens, system_prompt,
                           progress=len(records) > batch_size, stop=stop)

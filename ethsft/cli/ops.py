@@ -84,7 +84,7 @@ def estimate(config_path, dataset, gpu, sets, as_json):
 @click.option("--dataset", default=None, help="Folder with train.jsonl and validation.jsonl.")
 @click.option("--output", default=None, help="Study folder: trials, study.db, results, best_config.yaml "
               "[default: <training.output_dir>-tune].")
-@click.option("--num-trials", type=int, default=20, show_default=True,
+@click.option("--num-trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials in all; a resumed search runs only the missing ones.")
 @click.option("--objective", type=click.Choice(["eval_loss", "intent_accuracy"]), default="eval_loss",
               show_default=True)

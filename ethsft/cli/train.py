@@ -13,9 +13,7 @@ import click
 from ethsft.config.presets import resolve_deepspeed_path
 from ethsft.config.schema import ConfigError, Settings, load_settings
 from ethsft.data.records import DataError
-from ethsft.training.guards import TrainingStopped
 from ethsft.training.hub_push import HubPushError
-from ethsft.training.recipe import run
 
 # Guide flag -> schema key. Everything else goes through --set section.key=value.
 FLAG_KEYS = {
@@ -89,14 +87,11 @@ def train_options(f):
 
 
 def settings_from_cli(config_path, sets, overwrite=False, **flags) -> Settings:
+    """The settings the flags give, checked as far as ethsft's schema goes (``config.hf.check`` does the rest)."""
     overrides = {FLAG_KEYS[k]: v for k, v in flags.items() if k in FLAG_KEYS and v is not None}
     if overwrite:
         overrides["training.overwrite"] = True
-    settings = load_settings(config_path, overrides, sets)  # a file, or a shipped preset's name
-    from ethsft.config.hf import check
-
-    check(settings)  # what TRL, peft and transformers would refuse, refused now
-    return settings
+    return load_settings(config_path, overrides, sets)  # a file, or a shipped preset's name
 
 
 def _check_deepspeed_json(path: str) -> None:
@@ -116,9 +111,10 @@ def _check_deepspeed_json(path: str) -> None:
 def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspeed_config, num_processes, local_rank,
          **flags):
     """Fine-tune a QLoRA adapter (one GPU, or under accelerate/deepspeed)."""
-    from ethsft.config.hf import describe
+    from ethsft.cli.paths import check_output
     from ethsft.training.launcher import (accelerate_command, inside_launcher, strip_launch_flags,
                                           use_shipped_deepspeed_config)
+    from ethsft.training.run_folder import refuse_busy
 
     use_shipped_deepspeed_config()
 
@@ -126,8 +122,10 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         import os
         import sys
 
+        from ethsft.config.hf import check
+
         try:
-            settings_from_cli(config_path, sets, overwrite, **flags)  # fail on a bad config before spawning
+            check(settings_from_cli(config_path, sets, overwrite, **flags))  # a bad config fails before spawning
             given = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]  # `ethsft train` or `-m ethsft.train`
             cmd = accelerate_command(num_processes, deepspeed_config, strip_launch_flags(given))
         except (ConfigError, ValueError, FileNotFoundError) as e:
@@ -141,6 +139,18 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         if deepspeed_config:
             deepspeed_config = str(resolve_deepspeed_path(deepspeed_config))
             _check_deepspeed_json(deepspeed_config)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    check_output(settings.training.output_dir, folder=True)  # '', under a file, unwritable: said before anything
+    if not dry_run:
+        try:  # before torch loads: a second run into a busy folder stops at once
+            refuse_busy(settings.training.output_dir)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
+    from ethsft.config.hf import check, describe  # torch, TRL, peft: after the lock check
+
+    try:
+        check(settings)  # what TRL, peft and transformers would refuse
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     if dry_run:
@@ -157,6 +167,9 @@ def main(config_path, resume_from_checkpoint, sets, overwrite, dry_run, deepspee
         text = describe(settings) + ("\n\n# Environment (secrets redacted)\n" + yaml.safe_dump(env).rstrip() if env else "")
         click.echo(redact_text(text))
         return
+    from ethsft.training.guards import TrainingStopped  # torch and transformers: not for `ethsft --help`
+    from ethsft.training.recipe import run
+
     try:
         run(settings, resume_from_checkpoint, deepspeed_config)
     except (ConfigError, DataError) as e:

@@ -25,9 +25,11 @@ class DataError(ValueError):
     go to rejects.jsonl.)"""
 
 
-def read_records(path: str | Path, only: str | None = None) -> list[dict]:
+def read_records(path: str | Path, only: str | None = None, allow_empty: bool = False) -> list[dict]:
     """Read and check a JSONL split: every line a JSON object of one dataset format, the same on every line
-    (``check_record``). ``only``: the one format accepted (e.g. ``alpaca`` where the intent is scored)."""
+    (``check_record``). ``only``: the one format accepted (e.g. ``alpaca`` where the intent is scored). An empty
+    file is an error unless ``allow_empty`` (an optional split: `prepare --split 0.8 0.2 0` writes an empty
+    test.jsonl, which training does without)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -57,9 +59,9 @@ def read_records(path: str | Path, only: str | None = None) -> list[dict]:
                                 "format")
             kind = kind or row_format(record)
             records.append(record)
-    if not records:
+    if not records and not allow_empty:
         raise DataError(f"{path}: empty split file; expected JSONL records with the keys of {FORMATS_TEXT}")
-    if only and kind != only:
+    if records and only and kind != only:
         raise DataError(f"{path}: its rows are {FORMAT_NAMES[kind]}; {FORMAT_NAMES[only]} records are needed here")
     return records
 
@@ -189,6 +191,24 @@ def _prompt_tail(tokenizer, system: str | None) -> int:
     while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
         n += 1
     return n
+
+
+def fit_prompt(ids: list[int], tokenizer, max_length: int, overlong: str, where: str, say=None) -> list[int]:
+    """A generation prompt of at most ``max_length`` tokens, by training's rule (``data.overlong``): ``truncate`` cuts
+    its middle, keeping its start (the instruction) and its end (the assistant marker), and tells ``say``; ``drop``
+    refuses it (DataError). A model is never handed more than it trained on."""
+    if len(ids) <= max_length:
+        return ids
+    if overlong == "drop":
+        raise DataError(f"{where}: {len(ids)} tokens, longer than data.max_length={max_length}, and data.overlong is "
+                        "'drop'; shorten it")
+    tail = _prompt_tail(tokenizer, None)
+    if max_length < tail + 1:
+        raise DataError(f"{where}: {len(ids)} tokens; data.max_length={max_length} leaves no room for its text")
+    keep_end = tail + (max_length - tail) // 2
+    if say is not None:
+        say(f"{where}: {len(ids)} tokens cut in the middle to data.max_length={max_length} (data.overlong: truncate)")
+    return ids[:max_length - keep_end] + ids[len(ids) - keep_end:]
 
 
 def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: str, system: str | None,

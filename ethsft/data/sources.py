@@ -36,11 +36,13 @@ def split_names(data_args) -> dict[str, str]:
 
 def read_splits(source: str | Path, config: str | None = None, names: dict[str, str] | None = None
                 ) -> dict[str, list[dict]]:
-    """``{split: records}`` for train (required), validation and test (when present). ``names`` maps ethsft's
+    """``{split: records}`` for train (required), validation and test (when present; an empty validation.jsonl or
+    test.jsonl counts as absent). ``names`` maps ethsft's
     split names to the source's (e.g. ``{"validation": "dev"}``); ``config`` is the Hub dataset's configuration."""
     kind = source_kind(source)
     if kind == "jsonl":
-        return {name: read_records(path) for name, path in split_paths(source).items()}
+        read = {name: read_records(path, allow_empty=name != "train") for name, path in split_paths(source).items()}
+        return {name: records for name, records in read.items() if records}
     names = {split: (names or {}).get(split) or split for split in SPLITS}
     found = _load(source, kind, config)
     if names["train"] not in found:

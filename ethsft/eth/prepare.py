@@ -167,6 +167,9 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
         join = {}
         ext, rows = joined_rows(path, os.fspath(receipts),
                                 None if token_transfers is None else os.fspath(token_transfers), join)
+    for given in (input_path, transactions, receipts, token_transfers):
+        if given is not None:
+            _check_output(os.fspath(given), out)
     created = not os.path.isdir(out)
     try:
         os.makedirs(out, exist_ok=True)
@@ -234,6 +237,36 @@ def prepare(input_path, output_dir, split=(0.7, 0.15, 0.15), seed: int = 0, prog
             os.rmdir(out)
         raise
     return summary
+
+
+def _check_output(path: str, out: str) -> None:
+    """Refuse an output folder that holds the input, or files of the names prepare writes that an earlier
+    `ethsft prepare` did not write (its prepare_summary.json, or rejects.jsonl's own lines, say it did)."""
+    if not os.path.isdir(out):
+        return
+    if Path(path).resolve().parent == Path(out).resolve():
+        raise DataError(f"--output {out} holds the input {path}; write the dataset to another folder (prepare "
+                        "writes train/validation/test.jsonl there)")
+    summary = Path(out) / PREPARE_SUMMARY_FILE
+    try:
+        ours = "splits" in json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    for name in (*SPLITS, "rejects", "prepare_summary"):
+        target = Path(out) / (f"{name}.json" if name == "prepare_summary" else f"{name}.jsonl")
+        if target.exists() and not ours and not (name == "rejects" and _is_rejects_file(target)):
+            raise DataError(f"--output {out} already holds {target.name}, which `ethsft prepare` did not write "
+                            "(no prepare_summary.json beside it); choose another folder or move it away")
+
+
+def _is_rejects_file(path: Path) -> bool:
+    """rejects.jsonl as prepare writes it: {"row", "reason", "hash"} lines."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and set(first) == {"row", "reason", "hash"}
 
 
 def _unwritable(out: str, e: OSError) -> DataError:

@@ -27,10 +27,30 @@ def _fmt_missing(missing) -> str:
     return ", ".join(repr(c) for c in missing)
 
 
+def _utf8_lines(f, path: str):
+    """The lines of binary ``f`` decoded one by one, so that a bad byte is reported on its own line."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: line {number}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at column "
+                            f"{e.start + 1}); re-encode the file as UTF-8") from None
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A header read as one column that holds another separator: the file is not comma-separated."""
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in header[0]:
+                return (f"; the header looks {name}-separated, and prepare reads comma-separated CSV (ethereum-etl's "
+                        "format): convert it, e.g. with pandas.read_csv(path, sep=...).to_csv(...)")
+    return ""
+
+
 def _read_csv(path: str, required) -> Iterator[tuple[int, dict | None, str | None]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # calldata can be long
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, strict=True)  # broken quoting is fatal: row boundaries are unknown
+    with open(path, "rb") as f:
+        reader = csv.reader(_utf8_lines(f, path), strict=True)  # broken quoting is fatal: row boundaries unknown
         try:
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
@@ -38,7 +58,8 @@ def _read_csv(path: str, required) -> Iterator[tuple[int, dict | None, str | Non
             header = [h.strip() for h in header]
             missing = _missing(header, required)
             if missing:
-                raise DataError(f"{path}: row 1: missing required column(s) {_fmt_missing(missing)}")
+                raise DataError(f"{path}: row 1: missing required column(s) {_fmt_missing(missing)}"
+                                + _delimiter_hint(header))
             width = len(header)
             prev = reader.line_num
             for fields in reader:
@@ -52,8 +73,6 @@ def _read_csv(path: str, required) -> Iterator[tuple[int, dict | None, str | Non
                 yield row_no, dict(zip(header, fields)), None
         except csv.Error as e:
             raise DataError(f"{path}: row {reader.line_num}: unreadable CSV ({e})") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text ({e.reason}) after row {reader.line_num}") from None
 
 
 def _read_jsonl(path: str, required) -> Iterator[tuple[int, dict | None, str | None]]:

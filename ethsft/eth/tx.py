@@ -65,16 +65,24 @@ def _addr(col: str, v) -> str:
     raise RowError(f"{col}: expected a 0x-prefixed 20-byte hex address, got {show(v)}")
 
 
+UINT256_MAX = 2**256 - 1  # every amount, id and number on chain is a uint256
+
+
 def _uint(col: str, v, what: str = "a non-negative integer") -> int:
+    n = None
     if isinstance(v, str):
         s = v.strip()
         if _INT.fullmatch(s):
-            return int(s)
+            n = int(s)
     elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return v
+        n = v
     elif isinstance(v, Decimal) and v == v.to_integral_value() and v >= 0:
-        return int(v)
-    raise RowError(f"{col}: expected {what}, got {show(v)}")
+        n = int(v)
+    if n is None:
+        raise RowError(f"{col}: expected {what}, got {show(v)}")
+    if n > UINT256_MAX:
+        raise RowError(f"{col}: {show(v)} is above 2^256-1, the largest value a transaction can carry")
+    return n
 
 
 def _hexbytes(col: str, v) -> bytes:

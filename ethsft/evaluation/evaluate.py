@@ -60,13 +60,15 @@ def references_of(records: Sequence[dict], where: Sequence[str] | None = None) -
 
 def evaluate_records(model, tokenizer, records: Sequence[dict], batch_size: int = 16,
                      max_new_tokens: int | None = None, system_prompt: str | None = None,
-                     progress: bool = False, stop=None) -> tuple[dict, list[dict]]:
+                     progress: bool = False, stop=None, limit: tuple[int, str] | None = None
+                     ) -> tuple[dict, list[dict]]:
     """Greedy answers for ``records`` scored against their outputs: (metrics, one row per record). ``stop`` (a
-    ``stopping.SignalStop``): a signal ends generation with ``stopping.StopRequested`` and no result."""
+    ``stopping.SignalStop``): a signal ends generation with ``stopping.StopRequested`` and no result. ``limit``:
+    the run's (data.max_length, data.overlong), applied to each prompt (``generation.generate_texts``)."""
     references = references_of(records)
     budget = max_new_tokens or answer_budget(tokenizer, [r["output"] for r in records])
     texts = generate_texts(model, tokenizer, [prompt_messages(r, system_prompt) for r in records], budget,
-                           batch_size, progress, desc="evaluating", stop=stop, json_only=True)
+                           batch_size, progress, limit=limit, desc="evaluating", stop=stop, json_only=True)
     predictions = [parse_intent(t) for t in texts]
     metrics = compute_metrics(references, predictions)
     metrics["max_new_tokens"] = budget
@@ -106,7 +108,7 @@ def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], b
     started = time.perf_counter()
     with stop if stop is not None else contextlib.nullcontext():
         metrics, rows = evaluate_records(loaded.model, loaded.tokenizer, records, batch_size, max_new_tokens,
-                                         system, progress, stop)
+                                         system, progress, stop, loaded.limit)
     seconds = time.perf_counter() - started
     metrics.update(model=str(loaded.adapter or loaded.base_model), base_model=loaded.base_model,
                    adapter=loaded.adapter, batch_size=batch_size, seconds=round(seconds, 3),

@@ -147,9 +147,17 @@ def _stop_here(stop, done: int, total: int) -> None:
 
 
 def generate_texts(model, tokenizer, messages: Sequence[list[dict[str, str]]], max_new_tokens: int,
-                   batch_size: int = 16, progress: bool = False, **kwargs) -> list[str]:
-    """Greedy answers to chat ``messages`` (one conversation per item), decoded without special tokens."""
+                   batch_size: int = 16, progress: bool = False, limit: tuple[int, str] | None = None,
+                   **kwargs) -> list[str]:
+    """Greedy answers to chat ``messages`` (one conversation per item), decoded without special tokens. ``limit``:
+    (data.max_length, data.overlong) of the run the model comes from: a longer prompt is cut or refused as training
+    would (``records.fit_prompt``)."""
     prompts = [prompt_ids(tokenizer, m) for m in messages]
+    if limit is not None:
+        from ethsft.config.schema import notice
+        from ethsft.data.records import fit_prompt
+
+        prompts = [fit_prompt(p, tokenizer, *limit, f"input {i}", notice) for i, p in enumerate(prompts, start=1)]
     outputs = generate_ids(model, tokenizer, prompts, max_new_tokens, batch_size, progress, **kwargs)
     return [tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
 

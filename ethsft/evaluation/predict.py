@@ -24,5 +24,5 @@ def predict(loaded: LoadedModel, records: Iterable[dict], batch_size: int = 16, 
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     with stop if stop is not None else contextlib.nullcontext():
         texts = generate_texts(loaded.model, loaded.tokenizer, [prompt_messages(r, system) for r in records],
-                               max_new_tokens, batch_size, progress, stop=stop)
+                               max_new_tokens, batch_size, progress, limit=loaded.limit, stop=stop)
     return [{"input": r["input"], "intent": parse_intent(t), "raw": t} for r, t in zip(records, texts)]

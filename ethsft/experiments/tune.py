@@ -154,12 +154,21 @@ def make_objective(base: Settings, out: Path, objective: str):
             trial.set_user_attr("eval_loss", metrics.get("eval_loss"))
             trial.set_user_attr("global_step", trainer.state.global_step)
             return float(value)
+        except ValueError as e:  # the same for every trial (e.g. lora.target_modules matching no module): stop here
+            from ethsft.data.records import DataError
+
+            if isinstance(e, (ConfigError, DataError)):
+                raise
+            raise ConfigError(f"tune: trial {trial.number}: {str(e).strip().splitlines()[0] if str(e) else e!r}"
+                              ) from None
         except torch.OutOfMemoryError:
             trial.set_user_attr("error", "CUDA out of memory")
             notice(f"tune: trial {trial.number} ran out of GPU memory: recorded as failed, the search goes on")
             raise
         finally:
             trial.set_user_attr("duration_s", round(time.time() - started, 2))
+            if prepared is not None and prepared.lock is not None:
+                prepared.lock.release()
             del prepared
             _free_memory()
 
@@ -225,7 +234,7 @@ def tune(base: Settings, out: str | Path, num_trials: int = 20, objective: str =
         notice(f"tune: objective intent_accuracy: logging.eval_accuracy_samples set to {DEFAULT_ACCURACY_SAMPLES}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # ethsft says what matters (OOM, a failed trial) itself
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     direction = OBJECTIVES[objective]
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True, direction=direction,

@@ -34,6 +34,7 @@ class LoadedModel(NamedTuple):
     base_model: str  # what the weights came from (the base for an adapter, else the model dir itself)
     adapter: str | None
     system_prompt: str | None  # the training run's data.system_prompt, when the run summary says
+    limit: tuple[int, str] = (2048, "truncate")  # the run's (data.max_length, data.overlong): the longest prompt
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -72,6 +73,8 @@ def _locate(name: str, what: str) -> str:
         return embedded.resolve(f"{embedded.EMBEDDED_PREFIX}{path.name}")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"{what} not found: {name}")
+    if path.parent != Path(".") and path.parent.is_dir():  # runs/nope with runs/ here: a folder, not a Hub id
+        raise ModelLoadError(f"{what} folder not found: {name} ({path.parent}/ has no {path.name})")
     return name  # a hub id
 
 
@@ -192,7 +195,8 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
             raise ModelLoadError(f"adapter {adapter} does not fit base model {source}: {str(e)[:500]}") from None
     model.eval()
     model.config.use_cache = True  # training turned it off; generation needs the KV cache
-    return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt)
+    return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt,
+                       (settings.data.max_length, settings.data.overlong))
 
 
 # --- inputs -------------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ import torch
 from ethsft.filenames import MERGE_FILE
 from ethsft.inference.loading import ModelLoadError, adapter_base, check_adapter_fits, is_adapter_dir, training_settings
 
+# what `ethsft push` may add to a merge output: the card (README.md when no one else wrote one), the loss plot
+PUSH_FILES = ("ethsft_card.md", "loss_curves.png")
+
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
 
@@ -37,10 +40,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
         raise ModelLoadError(f"{adapter_dir} is not an adapter dir (no adapter_config.json)")
     if dtype not in DTYPES:
         raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if output.exists() and not overwrite:
-        raise ModelLoadError(f"{output} already exists; pass --overwrite to replace it")
-    if output.resolve() == adapter_dir.resolve():
-        raise ModelLoadError("--output must differ from --adapter")
+    check_output(adapter_dir, output, overwrite)
     source = adapter_base(adapter_dir, base_model)
     settings = training_settings(adapter_dir) or Settings()
     base = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], cache_dir=settings.model.cache_dir,
@@ -56,9 +56,13 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
     try:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        files = sorted(p.name for p in tmp.iterdir()) + [MERGE_FILE]
         (tmp / MERGE_FILE).write_text(json.dumps(
-            {"adapter": str(adapter_dir.resolve()), "base_model": source, "dtype": str(DTYPES[dtype])}, indent=2) + "\n",
-            encoding="utf-8")
+            {"adapter": str(adapter_dir.resolve()), "base_model": source, "dtype": str(DTYPES[dtype]), "files": files},
+            indent=2) + "\n", encoding="utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private (drwx------); the model is an ordinary folder
         if output.exists():  # --overwrite: move the old one aside only once the new one is complete
             old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old."))
             os.replace(output, old / "model")
@@ -70,3 +74,30 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: str = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output
+
+
+def check_output(adapter_dir: Path, output: Path, overwrite: bool) -> None:
+    """``output`` may be new, or with --overwrite an earlier merge output holding only what merge and push wrote;
+    never the adapter, a folder inside it, or one that holds it."""
+    adapter, out = adapter_dir.resolve(), output.resolve()
+    if out == adapter or out.is_relative_to(adapter):
+        raise ModelLoadError(f"--output {output} is inside the adapter {adapter_dir}; choose a folder outside it")
+    if adapter.is_relative_to(out):
+        raise ModelLoadError(f"--output {output} holds the adapter {adapter_dir}; choose a folder outside it")
+    if not output.exists():
+        return
+    if not overwrite:
+        raise ModelLoadError(f"{output} already exists; pass --overwrite to replace it")
+    try:
+        owned = json.loads((output / MERGE_FILE).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelLoadError(f"--overwrite: {output} is not an `ethsft merge` output (no {MERGE_FILE} listing its "
+                             "files), so it is kept; choose another --output") from None
+    from ethsft.filenames import CARD_FILE
+    from ethsft.model.hub import is_generated_card
+
+    other = sorted(p.name for p in output.iterdir() if p.name not in (*owned, *PUSH_FILES)
+                   and not (p.name == CARD_FILE and is_generated_card(p)))
+    if other:
+        raise ModelLoadError(f"--overwrite: {output} holds {', '.join(other)}, which `ethsft merge` did not write, so "
+                             "it is kept; move it away or choose another --output")

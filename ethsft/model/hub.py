@@ -119,3 +119,15 @@ def check_download(model_id: str, cache_dir: str | None, revision: str | None = 
         raise HubError(f"not enough disk for {model_id}: the download needs {size / GiB:.1f} GiB (plus 10% margin), "
                        f"{target} has {free / GiB:.1f} GiB free; free some space or set model.cache_dir to a "
                        "bigger disk")
+
+
+def is_generated_card(path: Path) -> bool:
+    """A model card that a tool wrote: ethsft's (tag ``ethsft``), TRL's (``trl``) or transformers'
+    (``generated_from_trainer``). Anything else named README.md is the user's."""
+    from huggingface_hub import metadata_load
+
+    try:
+        tags = (metadata_load(path) or {}).get("tags") or []
+    except Exception:  # not a front matter a card has: someone's own text
+        return False
+    return isinstance(tags, list) and bool({"ethsft", "trl", "generated_from_trainer"} & set(map(str, tags)))

@@ -82,6 +82,13 @@ BUILTIN_SHAPES: dict[str, ModelShape] = {
 
 
 def shape_from_config(config: dict, name: str, source: str) -> ModelShape:
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a JSON object (a model's config.json), got {type(config).__name__}")
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                "num_key_value_heads", "head_dim"):
+        value = config.get(key)  # a missing required one: KeyError below; null head_dim / KV heads: the defaults
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{source}: {key} is {value!r}; expected a whole number of at least 1")
     try:
         h = config["hidden_size"]
         heads = config["num_attention_heads"]
@@ -107,8 +114,11 @@ def model_shape(s: Settings) -> ModelShape:
         return shape_from_config(cfg, name, "embedded shape (Mistral tokenizer, 32000 tokens)")
     path = Path(name).expanduser()
     if (path / "config.json").is_file():
-        return shape_from_config(json.loads((path / "config.json").read_text(encoding="utf-8")), name,
-                                 str(path / "config.json"))
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ConfigError(f"{path / 'config.json'}: not a readable JSON file ({e})") from None
+        return shape_from_config(config, name, str(path / "config.json"))
     if name.lower() in BUILTIN_SHAPES:
         return BUILTIN_SHAPES[name.lower()]
     try:

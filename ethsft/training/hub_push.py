@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ethsft.config.schema import repo_id_problem
-from ethsft.filenames import CARD_FILE, PLOT_FILE
-from ethsft.model.hub import error_chain, http_status  # read hub errors as model downloads do
+from ethsft.filenames import CARD_FILE, PLOT_FILE, SIDE_CARD_FILE
+from ethsft.model.hub import error_chain, http_status, is_generated_card  # read hub errors as model downloads do
 
 # light at import (the config schema checks repo ids with it); the card and redaction load when pushing
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -78,7 +78,22 @@ def files_to_push(folder: str | Path, kind: str) -> list[str]:
         model = [n for n in MERGED_FILES if (folder / n).is_file()] + shards
         if not any(n.endswith(".safetensors") for n in model):
             raise HubPushError(f"ethsft: {folder} has no model.safetensors: nothing to push")
-    return model + [n for n in TOKENIZER_FILES + (PLOT_FILE, CARD_FILE) if (folder / n).is_file()]
+    return model + [n for n in TOKENIZER_FILES + (PLOT_FILE, CARD_FILE, SIDE_CARD_FILE) if (folder / n).is_file()]
+
+
+def card_path(folder: Path) -> Path:
+    """Where the generated card is written: README.md, unless a README.md the user wrote is there (kept as it is,
+    and the card goes beside it as ethsft_card.md)."""
+    readme = folder / CARD_FILE
+    return readme if not readme.exists() or is_generated_card(readme) else folder / SIDE_CARD_FILE
+
+
+def check_token() -> None:
+    """A push without a token fails on the Hub with a 401 after the upload starts: say so first."""
+    from huggingface_hub import constants, get_token
+
+    if not constants.is_offline_mode() and get_token() is None:
+        raise HubPushError(f"ethsft: no Hugging Face token found: {LOGIN}")
 
 
 def push_command(folder: str | Path, repo_id: str, private: bool | None = True) -> str:
@@ -143,13 +158,17 @@ def push_folder(folder: str | Path, repo_id: str, private: bool | None = True, k
     problem = repo_id_problem(repo_id)
     if problem:
         raise failure(problem)
+    try:
+        check_token()
+    except HubPushError as e:
+        raise failure(str(e).removeprefix("ethsft: ")) from None
     files = files_to_push(folder, kind)
     try:
         if kind == "merged" and not (folder / PLOT_FILE).is_file():  # the run's loss plot, for the card
             run_dir = run_dir_of(folder, kind)
             if run_dir is not None and (run_dir / PLOT_FILE).is_file():
                 shutil.copy2(run_dir / PLOT_FILE, folder / PLOT_FILE)
-        write_card(folder, repo_id, kind)
+        write_card(folder, repo_id, kind, card_path(folder))
     except OSError as e:
         raise failure(f"cannot write the model card into {folder}: {e}") from None
     files = files_to_push(folder, kind)

@@ -292,9 +292,9 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def write_card(folder: str | Path, repo_id: str, kind: str) -> Path:
-    """README.md for ``folder`` (an adapter or a merged model), written into it; returns its path."""
-    path = Path(folder) / CARD_FILE
+def write_card(folder: str | Path, repo_id: str, kind: str, path: Path | None = None) -> Path:
+    """The card for ``folder`` (an adapter or a merged model), written to ``path`` (default: its README.md)."""
+    path = path or Path(folder) / CARD_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(render(gather(folder, kind, repo_id)), encoding="utf-8")
     tmp.replace(path)

@@ -1,4 +1,4 @@
-"""The output folder: refusing to clobber a finished run, and finding the checkpoint to resume from."""
+"""Finding the checkpoint to resume from in an output folder (what may train into it: ``run_folder``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 from ethsft.config.schema import ConfigError
-from ethsft.filenames import SUMMARY_FILE
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes trainer_state.json last in a checkpoint: a folder without it was cut off mid-save.
@@ -38,12 +37,3 @@ def find_resume_checkpoint(output_dir: Path, requested: str | None) -> Path | No
         raise ConfigError(f"--resume-from-checkpoint: {path} is incomplete (no {COMPLETE_MARKER}); "
                           "it was cut off while saving. Use 'latest' to take the newest complete one")
     return path
-
-
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool) -> None:
-    """Refuse to train into a folder holding a finished run unless asked to overwrite or resume."""
-    if resuming or overwrite:
-        return
-    if (output_dir / SUMMARY_FILE).exists():
-        raise ConfigError(f"{output_dir} already holds a finished run ({SUMMARY_FILE}); pass --overwrite to "
-                          "replace it, --resume-from-checkpoint latest to continue it, or choose another --output")

@@ -29,6 +29,7 @@ class Prepared:
     resume: Path | None
     started: float
     guard: object = None  # guards.StopGuard: SIGTERM/SIGINT (end of a step or evaluation batch), NaN loss
+    lock: object = None  # run_folder.RunLock on the output folder (main process)
 
 
 def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
@@ -47,7 +48,9 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     from ethsft.fastpath.switches import fast_path_on, fitted_checkpointing, packed_rows
     from ethsft.model.loading import (check_target_modules, keep_4bit_layout_for_zero3, load_model, load_tokenizer,
                                       memory_gb, model_source)
-    from ethsft.training.outputs import check_output_dir, find_resume_checkpoint
+    from ethsft.training.outputs import find_resume_checkpoint
+    from ethsft.training.resume import check_resumable
+    from ethsft.training.run_folder import claim
 
     # --- seed, output folder, resume point -------------------------------------------------------------
     check(s)  # what TRL, peft and transformers would refuse, before anything is written or loaded
@@ -58,9 +61,11 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     configure_runtime()  # e.g. cuDNN SDPA off: it rebuilds a plan for every new sequence length
     out = Path(s.training.output_dir)
     resume = find_resume_checkpoint(out, resume_from_checkpoint)
-    if is_main:
-        check_output_dir(out, overwrite=s.training.overwrite, resuming=resume is not None)
-        out.mkdir(parents=True, exist_ok=True)
+    if resume is not None:
+        check_resumable(resume, s)
+    lock = claim(s.training.output_dir, s.training.overwrite, resume,
+                 {"the dataset": s.data.dataset_dir, "the base model": s.model.base_model,
+                  "the checkpoint": resume and str(resume)}) if is_main else None
     state.wait_for_everyone()
     log_path = out / LOG_FILE if is_main else None
     precision = resolve_precision(s)
@@ -142,7 +147,7 @@ def build_trainer(s: Settings, resume_from_checkpoint: str | None = None,
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     return Prepared(trainer, out, log_path, is_main, records, [r for _, r in tokenized.values()], loaded,
-                    resume, started, guard)
+                    resume, started, guard, lock)
 
 
 def _finish_trainer(trainer, s: Settings, out: Path, is_main: bool, precision) -> None:
@@ -283,9 +288,17 @@ def run(s: Settings, resume_from_checkpoint: str | None = None, deepspeed_config
     """Train one QLoRA adapter as ``s`` says; returns the run summary. Raises ``guards.TrainingStopped`` when
     a signal, a non-finite loss or CUDA out of memory stops training early (the last checkpoint is kept), and
     ``hub_push.HubPushError`` when ``training.push_to_hub``'s push fails (after everything is saved)."""
+    p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
+    try:
+        return _train_save_report(p, s, callbacks)
+    finally:
+        if p.lock is not None:
+            p.lock.release()
+
+
+def _train_save_report(p: Prepared, s: Settings, callbacks: list | None) -> dict:
     from ethsft.training.reporting import peak_vram_gb, plot_losses, run_environment, write_json_atomic
 
-    p = build_trainer(s, resume_from_checkpoint, deepspeed_config)
     trainer, out, log_path, is_main = p.trainer, p.out, p.log_path, p.is_main
     for callback in callbacks or []:
         trainer.add_callback(callback)
