@@ -68,13 +68,13 @@ def test_batched_generation_matches_one_at_a_time(base):
 def test_scoring_ends_an_answer_once_it_cannot_be_json(base):
     """json_only: a row stops at its first non-blank token unless that opens a JSON object; the parsed result
     (what scoring uses) is the same as with the full budget."""
-    from ethsft.evaluation.generation import NotJsonObject, generate_texts
+    from ethsft.evaluation.generation import JsonAnswerStop, generate_texts
     from ethsft.evaluation.metrics import parse_intent
     from ethsft.data.formatting import prompt_messages
 
     tok = base.tokenizer
     brace, word, blank = (tok.convert_tokens_to_ids(t) for t in ("{", "▁The", "▁"))
-    crit = NotJsonObject(tok, 1)
+    crit = JsonAnswerStop(tok, 1)
     assert crit(torch.tensor([[1, brace], [1, word], [1, blank]]), None).tolist() == [False, True, False]
     assert crit(torch.tensor([[1, brace, word], [1, word, brace], [1, blank, brace]]), None).tolist() == [
         False, True, False]  # decided once: a "{" answer is never cut, a prose one never resumes

@@ -106,6 +106,7 @@ def merge_for_generation(model, dtype: torch.dtype | None = None):
                 plain.bias.copy_(base.bias.to(dtype))
         parent, _, child = name.rpartition(".")
         setattr(inner.get_submodule(parent) if parent else inner, child, plain)
-    if hasattr(inner, "is_loaded_in_4bit"):
-        inner.is_loaded_in_4bit = False
+    quantizer = getattr(inner, "hf_quantizer", None)
+    if quantizer is not None and not any(type(p).__name__ == "Params4bit" for p in inner.parameters()):
+        quantizer.remove_quantization_config(inner)  # what transformers' own dequantize() ends with
     return inner
