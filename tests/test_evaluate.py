@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import INSTRUCTION, make_record, tiny_settings
+from conftest import INSTRUCTION, make_record, random_lora_adapter, tiny_settings
 
 
 @pytest.fixture(scope="session")
@@ -23,21 +23,7 @@ def base(tiny_model_path):
 
 @pytest.fixture(scope="session")
 def adapter_dir(tiny_model_path, tmp_path_factory):
-    """A LoRA adapter with random non-zero B matrices, so it visibly changes the base model's outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("adapter")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                  task_type="CAUSAL_LM"))
-    torch.manual_seed(1)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(out)
-    return out
+    return random_lora_adapter(tiny_model_path, tmp_path_factory.mktemp("adapter"))
 
 
 def records(n: int, seed: int = 0) -> list[dict]:

@@ -6,24 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import random_lora_adapter
+
 
 @pytest.fixture(scope="module")
 def adapter(tiny_model_path, tmp_path_factory):
-    """A LoRA adapter with random non-zero B matrices on every linear layer, so it visibly changes the outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("adapter")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                  task_type="CAUSAL_LM"))
-    torch.manual_seed(1)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(out)
-    return out
+    return random_lora_adapter(tiny_model_path, tmp_path_factory.mktemp("adapter"))
 
 
 def logits(model, ids):
