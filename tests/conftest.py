@@ -112,3 +112,22 @@ def wait_for(predicate, proc, what: str, timeout: float = 180) -> None:
         time.sleep(0.02)
     proc.kill()
     raise AssertionError(f"{what} never happened (exit code {proc.poll()})")
+
+
+def random_lora_adapter(model_path: str, out: Path) -> Path:
+    """A LoRA adapter on every linear layer of ``model_path`` with random non-zero B matrices, so it visibly changes
+    the base model's outputs; saved with the model's tokenizer in ``out``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                  task_type="CAUSAL_LM"))
+    torch.manual_seed(1)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    peft_model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_path).save_pretrained(out)
+    return out

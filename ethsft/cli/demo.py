@@ -7,15 +7,19 @@ import click
 
 @click.command("demo")
 @click.option("--output", default="runs/demo", show_default=True, help="Folder for data, adapter and reports.")
-@click.option("--rows", type=click.IntRange(min=1), default=280, show_default=True,
-              help="Synthetic transactions to generate.")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Synthetic transactions to generate [default: 280 on CPU, 25000 with a CUDA GPU].")
 @click.option("--config", "config_path", default=None,
-              help="Training config (default: the demo CPU preset, configs/demo_cpu.yaml).")
-@click.option("--eval-samples", default=20, show_default=True, help="Test records scored before and after.")
+              help="Training config [default: configs/demo_cpu.yaml on CPU, configs/smollm2_gpu_fast.yaml with a "
+                   "CUDA GPU].")
+@click.option("--eval-samples", type=click.IntRange(min=1), default=None,
+              help="Test records scored before and after [default: 20 on CPU, 500 with a CUDA GPU].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key.")
-def main(output: str, rows: int, config_path: str | None, eval_samples: int, seed: int, sets: tuple[str, ...]):
-    """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU)."""
+def main(output: str, rows: int | None, config_path: str | None, eval_samples: int | None, seed: int,
+         sets: tuple[str, ...]):
+    """Fetch a real chat model, then data -> train -> save -> reload -> generate -> accuracy (CPU, or the GPU
+    recipe on a CUDA GPU)."""
     from ethsft.config.schema import ConfigError
     from ethsft.data.records import DataError
     from ethsft.experiments.demo import run_demo

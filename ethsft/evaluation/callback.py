@@ -38,7 +38,7 @@ class IntentEvaluator:
         per_rank = -(-n // world)
         shard = [i % n for i in range(rank, per_rank * world, world)]
         texts = generate_texts(model, self.tokenizer, [self._messages(i) for i in shard], self.max_new_tokens,
-                               self.batch_size, stop=stop)
+                               self.batch_size, stop=stop, json_only=True)
         pairs = list(zip(shard, texts))
         if world > 1:
             from accelerate.utils import gather_object

@@ -92,10 +92,11 @@ def write_results(output_dir: str | Path, metrics: dict, rows: Sequence[dict]) -
 def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], batch_size: int = 16,
                    max_new_tokens: int | None = None, load_in_4bit: bool = False, base_model: str | None = None,
                    output_dir: str | Path | None = None, system_prompt: str | None = None, limit: int | None = None,
-                   progress: bool = True, dtype=None, stop=None) -> dict:
+                   progress: bool = True, dtype=None, stop=None, merge: bool = True) -> dict:
     """Load ``model_dir_or_adapter`` (adapter dir, merged dir, hub id, ``embedded:...``, or a ``LoadedModel``),
     generate on ``records`` (list, JSONL file, or dataset dir -> test.jsonl) and return the metrics dict;
-    with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` as in load_for_inference.
+    with ``output_dir``, also write predictions.jsonl and metrics.json there; ``dtype`` and ``merge`` (fold the
+    adapter into the weights: faster, the same greedy answers up to float rounding) as in load_for_inference.
     ``stop`` (a ``stopping.SignalStop``): installed while generating; a first SIGTERM/SIGINT then raises
     ``stopping.StopRequested`` within a generate step, and nothing is written."""
     from ethsft.inference.loading import LoadedModel, load_for_inference
@@ -103,7 +104,7 @@ def evaluate_model(model_dir_or_adapter, records: str | Path | Sequence[dict], b
     records = checked_records(records, limit)  # a bad reference fails here, naming file and line, before loading
     loaded = (model_dir_or_adapter if isinstance(model_dir_or_adapter, LoadedModel)
               else load_for_inference(model_dir_or_adapter, load_in_4bit=load_in_4bit, base_model=base_model,
-                                 dtype=dtype))
+                                 dtype=dtype, merge=merge))
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     started = time.perf_counter()
     with stop if stop is not None else contextlib.nullcontext():

@@ -68,7 +68,7 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
                  **generate_kwargs) -> list[list[int]]:
     """Greedy completions (token ids, EOS and padding cut off) of tokenized ``prompts``, in their order.
 
-    ``json_only`` (scoring): a completion ends as soon as it cannot be a JSON object any more (``NotJsonObject``).
+    ``json_only`` (scoring): a completion ends as soon as its score is decided (``JsonAnswerStop``).
 
     ``stop``: a ``stopping.SignalStop``. Once it got a signal, the running ``generate`` ends at its next token and
     ``stopping.StopRequested`` is raised before the next batch (or after the last): no partial result comes back.
@@ -101,7 +101,7 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
                 from transformers import StoppingCriteriaList
 
                 kwargs["stopping_criteria"] = StoppingCriteriaList(
-                    [*(kwargs.get("stopping_criteria") or []), NotJsonObject(tokenizer, ids.shape[1])])
+                    [*(kwargs.get("stopping_criteria") or []), JsonAnswerStop(tokenizer, ids.shape[1])])
             with decode_attention(device):
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                      use_cache=True, pad_token_id=pad_id, eos_token_id=eos, temperature=None,
@@ -119,24 +119,67 @@ def generate_ids(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens:
     return results  # type: ignore[return-value]
 
 
-class NotJsonObject:
-    """A ``StoppingCriteria`` that ends each sequence whose answer's first non-blank character is not ``{``: scoring
-    parses answers strictly as JSON objects (``metrics.parse_intent``), so nothing it generates after that can change
-    a score. An untrained chat model answers in prose up to the token budget; this ends it after a token or two."""
+class JsonAnswerStop:
+    """A ``StoppingCriteria`` that ends each row as soon as its score is decided, so no row spends tokens that cannot
+    change it. Scoring parses an answer strictly as one JSON object (``metrics.parse_intent``), so a row is decided
+
+    * when its first non-blank character is not ``{`` (an untrained chat model's prose: cut after a token or two);
+    * when its object has closed and a non-blank character follows (strict parsing fails on trailing text).
+
+    A row whose object has closed ends at EOS as before (a trained model writes EOS right after ``}``). The text kept
+    is a prefix of what the full budget gives and parses to the same result, so every score is unchanged.
+    The scan is incremental: each call decodes only the tokens added since the last one (JSON's structural
+    characters are ASCII, so a token decoded alone shows them as in context)."""
 
     def __init__(self, tokenizer, prompt_width: int):
         self.tokenizer, self.start = tokenizer, prompt_width
-        self.verdict: list[bool | None] = []  # per row: True = cannot be JSON, False = starts with "{"
+        self.rows: list[_JsonScan] = []
+        self.seen = prompt_width
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        if not self.verdict:
-            self.verdict = [None] * input_ids.shape[0]
-        for i, decided in enumerate(self.verdict):
-            if decided is None:
-                text = self.tokenizer.decode(input_ids[i, self.start:].tolist(), skip_special_tokens=True).lstrip()
-                if text:
-                    self.verdict[i] = not text.startswith("{")
-        return torch.tensor([bool(v) for v in self.verdict], dtype=torch.bool, device=input_ids.device)
+        if not self.rows:
+            self.rows = [_JsonScan() for _ in range(input_ids.shape[0])]
+        new = input_ids[:, self.seen:].tolist()
+        self.seen = input_ids.shape[1]
+        for scan, tokens in zip(self.rows, new):
+            if not scan.decided:
+                scan.feed(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        return torch.tensor([scan.decided for scan in self.rows], dtype=torch.bool, device=input_ids.device)
+
+
+class _JsonScan:
+    """How far one answer is through its JSON object: just enough lexing (strings, escapes, nesting) to see where
+    the outermost object closes."""
+
+    __slots__ = ("opened", "depth", "in_string", "escaped", "closed", "decided")
+
+    def __init__(self):
+        self.opened = self.in_string = self.escaped = self.closed = self.decided = False
+        self.depth = 0
+
+    def feed(self, text: str) -> None:
+        for ch in text:
+            if self.closed or not self.opened:
+                if ch.isspace():
+                    continue
+                if self.closed or ch != "{":
+                    self.decided = True
+                    return
+                self.opened, self.depth = True, 1
+            elif self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif ch == "\\":
+                    self.escaped = True
+                elif ch == '"':
+                    self.in_string = False
+            elif ch == '"':
+                self.in_string = True
+            elif ch in "{[":
+                self.depth += 1
+            elif ch in "}]":
+                self.depth -= 1
+                self.closed = self.depth == 0
 
 
 def _stop_here(stop, done: int, total: int) -> None:

@@ -156,10 +156,14 @@ def load_tokenizer_for(path: str, fallback: str, settings: Settings):
 
 
 def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model: str | None = None,
-                       dtype: torch.dtype | str | None = None) -> LoadedModel:
+                       dtype: torch.dtype | str | None = None, merge: bool = False) -> LoadedModel:
     """A model ready for ``generate``: an adapter dir (adapter_config.json -> base + LoRA), a merged or plain
     model dir, a hub id, or ``embedded:<shape>`` (the untrained baseline). ``load_in_4bit`` quantizes the
-    base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU."""
+    base (nf4, double quant) as in training; ``dtype`` defaults to bf16/fp16 on GPU, fp32 on CPU.
+
+    ``merge`` (what scoring uses): the adapter is folded into the base weights and the model generates in ``dtype``
+    on CPU too (``merge.merge_for_generation``; a 4-bit base is dequantised once, not at every step). Without it,
+    the base and adapter stay apart (as peft trains them) and a CPU model computes in fp32."""
     from ethsft.fastpath.runtime import configure_runtime
     from ethsft.config.hf import Precision
     from ethsft.model.loading import load_model
@@ -193,6 +197,10 @@ def load_for_inference(path: str | Path, load_in_4bit: bool = False, base_model:
             model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
         except (RuntimeError, ValueError) as e:
             raise ModelLoadError(f"adapter {adapter} does not fit base model {source}: {str(e)[:500]}") from None
+    if merge:
+        from ethsft.inference.merge import merge_for_generation
+
+        model = merge_for_generation(model, dtype).to(dtype)
     model.eval()
     model.config.use_cache = True  # training turned it off; generation needs the KV cache
     return LoadedModel(model, tokenizer, source, adapter, settings.data.system_prompt,

@@ -101,3 +101,44 @@ def check_output(adapter_dir: Path, output: Path, overwrite: bool) -> None:
     if other:
         raise ModelLoadError(f"--overwrite: {output} holds {', '.join(other)}, which `ethsft merge` did not write, so "
                              "it is kept; move it away or choose another --output")
+
+
+def merge_for_generation(model, dtype: torch.dtype | None = None):
+    """``model`` (a ``PeftModel``, possibly over a 4-bit base) as a plain model with every LoRA adapter folded into
+    its base weights, for generation only: per token, one matmul per layer instead of the base's plus two LoRA
+    ones, and no 4-bit dequantisation (on CPU, bitsandbytes dequantises every weight at every step).
+
+    4-bit weights are dequantised once into ``dtype`` (default: the embedding's dtype, the precision the model
+    computes in) and the adapter's delta added there, never rounded back into nf4. Changes ``model`` in place and
+    returns the unwrapped model; a model without adapters or 4-bit layers comes back as it is."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.integrations import dequantize_module_weight
+
+    inner = model.get_base_model() if isinstance(model, PeftModel) else model
+    dtype = dtype or inner.get_input_embeddings().weight.dtype
+    targets = []
+    for name, module in inner.named_modules():
+        if any(name.startswith(done + ".") for done, _ in targets[-1:]):
+            continue  # inside a LoRA layer already taken: its base_layer goes with it
+        if isinstance(module, LoraLayer) or type(module.weight if hasattr(module, "weight") else None).__name__ == "Params4bit":
+            targets.append((name, module))
+    for name, module in targets:
+        base = module.get_base_layer() if isinstance(module, LoraLayer) else module
+        weight = dequantize_module_weight(base).to(dtype)
+        if isinstance(module, LoraLayer):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    weight = weight + module.get_delta_weight(adapter).to(dtype)
+        plain = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
+                                dtype=dtype)
+        with torch.no_grad():
+            plain.weight.copy_(weight)
+            if base.bias is not None:
+                plain.bias.copy_(base.bias.to(dtype))
+        parent, _, child = name.rpartition(".")
+        setattr(inner.get_submodule(parent) if parent else inner, child, plain)
+    quantizer = getattr(inner, "hf_quantizer", None)
+    if quantizer is not None and not any(type(p).__name__ == "Params4bit" for p in inner.parameters()):
+        quantizer.remove_quantization_config(inner)  # what transformers' own dequantize() ends with
+    return inner

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import INSTRUCTION, make_record, tiny_settings
+from conftest import INSTRUCTION, make_record, random_lora_adapter, tiny_settings
 
 
 @pytest.fixture(scope="session")
@@ -23,21 +23,7 @@ def base(tiny_model_path):
 
 @pytest.fixture(scope="session")
 def adapter_dir(tiny_model_path, tmp_path_factory):
-    """A LoRA adapter with random non-zero B matrices, so it visibly changes the base model's outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("adapter")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                  task_type="CAUSAL_LM"))
-    torch.manual_seed(1)
-    for name, p in peft_model.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
-    peft_model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(out)
-    return out
+    return random_lora_adapter(tiny_model_path, tmp_path_factory.mktemp("adapter"))
 
 
 def records(n: int, seed: int = 0) -> list[dict]:
@@ -68,13 +54,13 @@ def test_batched_generation_matches_one_at_a_time(base):
 def test_scoring_ends_an_answer_once_it_cannot_be_json(base):
     """json_only: a row stops at its first non-blank token unless that opens a JSON object; the parsed result
     (what scoring uses) is the same as with the full budget."""
-    from ethsft.evaluation.generation import NotJsonObject, generate_texts
+    from ethsft.evaluation.generation import JsonAnswerStop, generate_texts
     from ethsft.evaluation.metrics import parse_intent
     from ethsft.data.formatting import prompt_messages
 
     tok = base.tokenizer
     brace, word, blank = (tok.convert_tokens_to_ids(t) for t in ("{", "▁The", "▁"))
-    crit = NotJsonObject(tok, 1)
+    crit = JsonAnswerStop(tok, 1)
     assert crit(torch.tensor([[1, brace], [1, word], [1, blank]]), None).tolist() == [False, True, False]
     assert crit(torch.tensor([[1, brace, word], [1, word, brace], [1, blank, brace]]), None).tolist() == [
         False, True, False]  # decided once: a "{" answer is never cut, a prose one never resumes
