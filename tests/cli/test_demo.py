@@ -18,4 +18,5 @@ def test_too_few_rows_for_a_split_is_one_line(tmp_path):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     assert result.output.splitlines()[-1] == (f"Error: {out}/datasets/test.jsonl: empty split file; expected JSONL "
-                                              "records with instruction, input, output")
+                                              "records with the keys of instruction/input/output, "
+                                              "prompt/completion, messages or text")

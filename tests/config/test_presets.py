@@ -12,7 +12,7 @@ from ethsft.config.schema import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "ethsft" / "presets"  # links to the checkout's folders (copies in a wheel)
 LISTED = ("8gb, 12gb (= training_config), 16gb, 24gb, 80gb, demo_cpu, demo_cpu_random, guide_12gb, smollm2_gpu, "
-          "tiny_cpu, training_config")
+          "smollm2_gpu_fast, tiny_cpu, training_config")
 
 
 @pytest.fixture

@@ -124,10 +124,3 @@ def test_a_second_train_into_a_busy_folder_stops_at_once(small_dataset, tmp_path
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["global_step"] == 6 and (out / "checkpoint-6").is_dir()
     assert (out / "training_logs.txt").read_text().count("Starting training") == 1
-
-
-def test_file_names_agree_with_reporting():
-    from ethsft.training import reporting, run_folder
-
-    assert (run_folder.LOG_FILE, run_folder.SUMMARY_FILE, run_folder.PLOT_FILE) == (
-        reporting.LOG_FILE, reporting.SUMMARY_FILE, reporting.PLOT_FILE)
