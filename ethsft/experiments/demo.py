@@ -30,8 +30,9 @@ def banner(text: str) -> None:
 
 
 def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple[str, ...]):
-    """Settings whose base model is on this machine: fetched now if needed. Where it cannot be fetched and the
-    config is the demo's own, the offline preset (random weights) stands in, said in one line."""
+    """Settings whose base model is on this machine, and the config they come from: fetched now if needed. Where it
+    cannot be fetched and the config is the demo's own, the offline preset (random weights) stands in, said in one
+    line."""
     from ethsft.config.schema import load_settings, notice
     from ethsft.model.embedded import resolve
     from ethsft.model.pretrained import FetchError
@@ -46,7 +47,8 @@ def base_model_settings(config: Path, chosen: bool, overrides: dict, sets: tuple
         notice(f"offline ({e.reason}): the demo trains "
                f"{settings.model.base_model} (random weights) instead, which shows the path, not accuracy")
         resolve(settings.model.base_model)
-    return settings
+        return settings, OFFLINE_CONFIG
+    return settings, config
 
 
 def run_demo(output: str, rows: int | None, config_path: str | None, eval_samples: int | None, seed: int,
@@ -70,7 +72,7 @@ def run_demo(output: str, rows: int | None, config_path: str | None, eval_sample
 
     banner("1/6 fetch the base model")
     overrides = {"data.dataset_dir": str(data), "training.output_dir": str(run_dir), "training.overwrite": True}
-    settings = base_model_settings(config, config_path is not None, overrides, sets)
+    settings, config = base_model_settings(config, config_path is not None, overrides, sets)
 
     banner(f"2/6 synthesize {rows} transactions")
     write_rows(raw, generate_rows(rows, seed))

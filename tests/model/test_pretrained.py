@@ -51,7 +51,8 @@ def test_unknown_embedded_names_list_the_real_model_too():
 
 
 def test_demo_falls_back_to_the_random_model_offline_with_one_line(unreachable, capsys):
-    settings = base_model_settings(REPO_CONFIG, False, {}, ())
+    settings, used = base_model_settings(REPO_CONFIG, False, {}, ())
+    assert used == OFFLINE_CONFIG
     assert settings.model.base_model == load_settings(OFFLINE_CONFIG).model.base_model == "embedded:small-mistral"
     notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ethsft: offline")]
     assert len(notices) == 1
