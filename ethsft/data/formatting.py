@@ -164,13 +164,6 @@ def row_format(keys) -> str | None:
     return next((name for name, needed in FORMATS.items() if keys.issuperset(needed)), None)
 
 
-def is_conversational(row: dict[str, Any]) -> bool:
-    """Whether a row's prompt/completion or messages are chat messages rather than plain strings."""
-    if "messages" in row:
-        return True
-    return isinstance(row.get("prompt"), list)
-
-
 def render(row: dict[str, Any] | str, tokenizer, system: str | None = None) -> RenderedRecord:
     """Show ``row`` as training sees it: its ids and its labels (-100 where no loss falls), as TRL's
     ``SFTTrainer`` makes them with its default ``SFTConfig()`` (``assistant_only_loss=True`` for ``messages``).
@@ -190,6 +183,8 @@ def render(row: dict[str, Any] | str, tokenizer, system: str | None = None) -> R
     Conversational rows keep control-token strings in their content as text (``ethsft.data.chat_ids``); plain
     strings are tokenized as TRL tokenizes them.
     """
+    from trl.data_utils import is_conversational  # TRL's own test of a row's shape (imported here: `import ethsft` stays light)
+
     if isinstance(row, str):
         row = {"text": row}
     kind = row_format(row)
@@ -223,23 +218,20 @@ def _with_system(messages, system: str | None) -> list[dict[str, str]]:
     return messages
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 def _render_completion(tokenizer, prompt: list[dict], completion: list[dict]) -> RenderedRecord:
     # each side rendered once and tokenized as apply_chat_template(tokenize=True) would (no special tokens added),
     # except that control-token strings inside the messages stay text (ethsft.data.chat_ids)
+    from trl.data_utils import common_prefix_length  # where TRL's own tokenization starts the completion
+
     prompt_ids = chat_ids(tokenizer, prompt, add_generation_prompt=True)
     text, full_ids = chat_text_and_ids(tokenizer, prompt + completion)
-    n = _common_prefix(prompt_ids, full_ids)
+    n = common_prefix_length(prompt_ids, full_ids)
     return RenderedRecord(text=text, input_ids=full_ids, labels=[-100] * n + full_ids[n:])
 
 
 def _render_messages(tokenizer, messages: list[dict]) -> RenderedRecord:
+    from trl.data_utils import common_prefix_length
+
     text, ids = chat_text_and_ids(tokenizer, messages)
     labels = [-100] * len(ids)
     for k, message in enumerate(messages):
@@ -250,17 +242,19 @@ def _render_messages(tokenizer, messages: list[dict]) -> RenderedRecord:
         if through != ids[:len(through)]:
             raise ValueError("render: the chat template renders a conversation's first turns differently when more "
                              "follow; its assistant turns cannot be told apart")
-        start = _common_prefix(before, through)
+        start = common_prefix_length(before, through)
         labels[start:len(through)] = ids[start:len(through)]
     return RenderedRecord(text=text, input_ids=ids, labels=labels)
 
 
 def _render_plain(tokenizer, prompt: str | None, completion: str) -> RenderedRecord:
     """TRL's non-conversational rows: EOS appended unless there, tokenized with the tokenizer's special tokens."""
+    from trl.data_utils import common_prefix_length
+
     eos = tokenizer.eos_token or ""
     if not completion.endswith(eos):
         completion += eos
     text = (prompt or "") + completion
     ids = tokenizer(text=text).input_ids
-    n = _common_prefix(tokenizer(text=prompt).input_ids, ids) if prompt is not None else 0
+    n = common_prefix_length(tokenizer(text=prompt).input_ids, ids) if prompt is not None else 0
     return RenderedRecord(text=text, input_ids=ids, labels=[-100] * n + ids[n:])

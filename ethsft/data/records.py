@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ethsft.data.formatting import FORMATS, FORMATS_TEXT, REQUIRED_FIELDS, is_conversational, render, row_format
+from ethsft.data.formatting import FORMATS, FORMATS_TEXT, REQUIRED_FIELDS, render, row_format
 
 SPLITS = ("train", "validation", "test")  # each written and read as <name>.jsonl
 INSTRUCTION = "Extract the structured intent from this Ethereum transaction:"  # what `ethsft prepare` writes
@@ -30,6 +30,8 @@ def read_records(path: str | Path, only: str | None = None, allow_empty: bool = 
     (``check_record``). ``only``: the one format accepted (e.g. ``alpaca`` where the intent is scored). An empty
     file is an error unless ``allow_empty`` (an optional split: `prepare --split 0.8 0.2 0` writes an empty
     test.jsonl, which training does without)."""
+    from trl.data_utils import is_conversational
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -270,6 +272,8 @@ def tokenize_split(records: list[dict], tokenizer, max_length: int, overlong: st
 
 
 def _chat_row(record: dict) -> bool:
+    from trl.data_utils import is_conversational
+
     return row_format(record) == "alpaca" or is_conversational(record)
 
 
