@@ -497,21 +497,28 @@ def set_flat(settings: Settings, key: str, value: Any, source: str, from_cli: bo
     if key in SCRIPT_ONLY:
         _script_only(key, value, source)
         return
-    legacy = next((section for section, old in LEGACY_KEYS if old == key), None)
-    if legacy is not None:
-        section = legacy
-    elif key in TRL_NAMES:
-        section = TRL_NAMES[key][0]
-    elif key in HOME:
-        section = HOME[key]
-    elif key in library_fields("SFTConfig"):
-        section = "training"
-    elif key in library_fields("LoraConfig"):
-        section = "lora"
-    else:
+    section = flat_section(key)
+    if section is None:
         hint = _closest(None, key)
         raise ConfigError(f"{source}: unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else ""))
     _set(settings, section, key, value, source, from_cli)
+
+
+def flat_section(key: str) -> str | None:
+    """The section a key written without one belongs to, or None: a legacy name's, a TRL name's, ethsft's own key's
+    (each name is used by one section), an SFTConfig field (training) or a LoraConfig field (lora)."""
+    legacy = next((section for section, old in LEGACY_KEYS if old == key), None)
+    if legacy is not None:
+        return legacy
+    if key in TRL_NAMES:
+        return TRL_NAMES[key][0]
+    if key in HOME:
+        return HOME[key]
+    if key in library_fields("SFTConfig"):
+        return "training"
+    if key in library_fields("LoraConfig"):
+        return "lora"
+    return None
 
 
 def apply_mapping(settings: Settings, data: dict, source: str) -> Settings:
@@ -523,17 +530,13 @@ def apply_mapping(settings: Settings, data: dict, source: str) -> Settings:
         if name in _SECTION_CLASSES and (values is None or isinstance(values, dict)):
             for key, value in (values or {}).items():
                 _set(settings, name, str(key), value, source)
-        elif isinstance(values, dict) and name not in HOME and name not in TRL_NAMES and not _is_library_key(name):
+        elif isinstance(values, dict) and name not in SCRIPT_ONLY and flat_section(str(name)) is None:
             match = difflib.get_close_matches(str(name), SECTIONS, n=1, cutoff=0.6)
             hint = f" (did you mean '{match[0]}'?)" if match else ""
             raise ConfigError(f"{source}: unknown section '{name}'{hint}; sections are: {', '.join(SECTIONS)}")
         else:
             set_flat(settings, str(name), values, source)
     return settings
-
-
-def _is_library_key(name: str) -> bool:
-    return name in library_fields("SFTConfig") or name in library_fields("LoraConfig")
 
 
 # --- reading files --------------------------------------------------------------------------------------------
