@@ -19,8 +19,7 @@ from ethsft.config.schema import ConfigError, Settings, apply_mapping, notice
 from ethsft.data.records import INSTRUCTION, DataError
 from ethsft.filenames import SUMMARY_FILE  # written by `ethsft train`: the settings the adapter had
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+from peft.utils import CONFIG_NAME as ADAPTER_CONFIG, SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS  # noqa: E402
 DECODED_COLUMNS = ("hash", "from_address", "to_address", "input")  # a decoded.csv row, not a prepared input
 
 

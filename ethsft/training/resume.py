@@ -10,10 +10,12 @@ from pathlib import Path
 
 from ethsft.config.schema import ConfigError, Settings
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+from peft.utils import CONFIG_NAME as ADAPTER_CONFIG, SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
+
 # torch.save writes zip archives; transformers writes these with it in every checkpoint (DeepSpeed: the optimizer,
 # and its own scheduler, go into global_step*/ instead; rng_state_<rank>.pth under several processes)
-STATE_FILES = {"optimizer.pt": "optimizer state", "scheduler.pt": "learning-rate scheduler state",
+STATE_FILES = {OPTIMIZER_NAME: "optimizer state", SCHEDULER_NAME: "learning-rate scheduler state",
                "rng_state.pth": "RNG state"}
 
 
@@ -53,9 +55,9 @@ def _check_adapter(checkpoint: Path, where: str) -> None:
 
 def _check_shape(checkpoint: Path, s: Settings, where: str) -> None:
     try:
-        saved = json.loads((checkpoint / "adapter_config.json").read_text(encoding="utf-8"))
+        saved = json.loads((checkpoint / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ConfigError(f"{where} has no readable adapter_config.json; resume from another checkpoint") from None
+        raise ConfigError(f"{where} has no readable {ADAPTER_CONFIG}; resume from another checkpoint") from None
     if saved.get("r") is not None and saved["r"] != s.lora.r:
         raise ConfigError(f"{where} was trained with lora.r={saved['r']}, the config says lora.r={s.lora.r}: a resume "
                           f"keeps the adapter's shape (set lora.r={saved['r']}, or train anew with --overwrite)")
